@@ -1,0 +1,278 @@
+// Package agent wires Shoal's parts into the node agent: the local cache
+// (cas), repository metadata, the object-store origins with their
+// replication outbox, the OCI Distribution API and the admin API.
+//
+// New is cheap and only validates; Run opens everything, serves until its
+// context ends, then drains and closes in reverse order.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shoal-dev/shoal/agent/config"
+	"github.com/shoal-dev/shoal/agent/meta"
+	"github.com/shoal-dev/shoal/agent/outbox"
+	"github.com/shoal-dev/shoal/cas"
+	"github.com/shoal-dev/shoal/cas/objstore"
+	"github.com/shoal-dev/shoal/cas/objstore/filestore"
+	"github.com/shoal-dev/shoal/registryapi"
+)
+
+// Version is the agent's version, set at build time with -ldflags.
+var Version = "dev"
+
+// drainTimeout bounds how long shutdown waits for in-flight requests.
+const drainTimeout = 30 * time.Second
+
+// Agent is one Shoal node agent.
+type Agent struct {
+	cfg config.Config
+	log *slog.Logger
+
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	// Set by Run before ready is closed.
+	cas          *cas.Store
+	db           *bbolt.DB
+	meta         *meta.Store
+	store        objstore.Store
+	outbox       *outbox.Outbox
+	registry     *registry
+	metrics      *metrics
+	registryAddr string
+	adminAddr    string
+}
+
+// New validates cfg and returns an agent that Run will start.
+func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agent{cfg: cfg, log: log, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the agent serves requests.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// RegistryAddr is the bound address of the registry API (after Ready).
+func (a *Agent) RegistryAddr() string { return a.registryAddr }
+
+// AdminAddr is the bound address of the admin API (after Ready).
+func (a *Agent) AdminAddr() string { return a.adminAddr }
+
+// Run starts the agent and blocks until ctx ends or a part fails.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			if cerr := closers[i](); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+	}()
+	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	ccfg := cas.DefaultConfig(filepath.Join(a.cfg.DataDir, "cas"))
+	ccfg.MaxBytes = int64(a.cfg.Cache.MaxBytes)
+	ccfg.HighWatermark, ccfg.LowWatermark = a.cfg.Cache.HighWatermark, a.cfg.Cache.LowWatermark
+	ccfg.Logger = a.log.With("part", "cas")
+	ccfg.OnChange = a.onCacheChange
+	if a.cas, err = cas.Open(ctx, ccfg); err != nil {
+		return fmt.Errorf("open cache: %w", err)
+	}
+	closers = append(closers, a.cas.Close)
+
+	dbPath := filepath.Join(a.cfg.DataDir, "meta.db")
+	if a.db, err = bbolt.Open(dbPath, 0o600, &bbolt.Options{Timeout: 2 * time.Second}); err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return fmt.Errorf("open %s: another agent is using data dir %s", dbPath, a.cfg.DataDir)
+		}
+		return fmt.Errorf("open %s: %w", dbPath, err)
+	}
+	closers = append(closers, a.db.Close)
+	if a.meta, err = meta.New(a.db); err != nil {
+		return err
+	}
+	if a.store, err = openOrigins(a.cfg.Origins); err != nil {
+		return err
+	}
+	a.outbox, err = outbox.New(outbox.Config{
+		DB: a.db, Store: a.store, Source: casSource{a.cas},
+		OnDone: a.onReplicated, Logger: a.log.With("part", "outbox"),
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	a.metrics = newMetrics(a)
+	if err := a.requeueLocal(ctx); err != nil {
+		return err
+	}
+
+	life, stopFetches := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFetches()
+	fetch := &fetcher{cas: a.cas, log: a.log.With("part", "fetch"), life: life,
+		onBytes: func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) }}
+	org := &origin{store: a.store, queue: a.outbox, cas: a.cas}
+	fetch.origin = org
+	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch,
+		syncPush: a.cfg.Push.Replication == "sync", log: a.log.With("part", "registry")}
+
+	opts := registryapi.DefaultOptions()
+	opts.Logger = a.log.With("part", "api")
+	opts.OnRequest = a.metrics.observeRequest
+	regSrv := &http.Server{Handler: registryapi.NewHandler(a.registry, opts), ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	admSrv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	regLn, err := net.Listen("tcp", a.cfg.RegistryAddr)
+	if err != nil {
+		return fmt.Errorf("registry listener: %w", err)
+	}
+	admLn, err := net.Listen("tcp", a.cfg.AdminAddr)
+	if err != nil {
+		regLn.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	a.registryAddr, a.adminAddr = regLn.Addr().String(), admLn.Addr().String()
+
+	bg, bgCtx := errgroup.WithContext(context.WithoutCancel(ctx))
+	bgCtx, stopBg := context.WithCancel(bgCtx)
+	bg.Go(func() error { return a.cas.Run(bgCtx) })
+	bg.Go(func() error { return a.outbox.Run(bgCtx) })
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serve(regSrv, regLn) })
+	g.Go(func() error { return serve(admSrv, admLn) })
+	g.Go(func() error {
+		select {
+		case <-gctx.Done():
+		case <-bgCtx.Done(): // a background part failed
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+		defer cancel()
+		a.log.Info("draining", "timeout", drainTimeout)
+		return errors.Join(regSrv.Shutdown(sctx), admSrv.Shutdown(sctx))
+	})
+	a.readyOnce.Do(func() { close(a.ready) })
+	a.log.Info("agent ready", "node", a.cfg.NodeName, "registry", a.registryAddr, "admin", a.adminAddr,
+		"data_dir", a.cfg.DataDir, "origins", a.store.String(), "version", Version)
+	err = g.Wait()
+	stopFetches()
+	fetch.Wait()
+	stopBg()
+	if berr := bg.Wait(); berr != nil && !errors.Is(berr, context.Canceled) {
+		err = errors.Join(err, berr)
+	}
+	a.log.Info("agent stopped")
+	return err
+}
+
+func serve(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// openOrigins builds the object store chain from the configured URLs.
+func openOrigins(urls []string) (objstore.Store, error) {
+	var stores []objstore.Store
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("origin %q: %w", raw, err)
+		}
+		switch u.Scheme {
+		case "file":
+			s, err := filestore.New(u.Path)
+			if err != nil {
+				return nil, fmt.Errorf("origin %q: %w", raw, err)
+			}
+			stores = append(stores, s)
+		default:
+			return nil, fmt.Errorf("origin %q: unsupported scheme %q", raw, u.Scheme)
+		}
+	}
+	if len(stores) == 1 {
+		return stores[0], nil
+	}
+	return objstore.Chain(stores...), nil
+}
+
+// onCacheChange feeds cache events to metrics.
+func (a *Agent) onCacheChange(e cas.Event) {
+	if e.Kind == cas.Removed && e.Evicted && a.metrics != nil {
+		a.metrics.evictions.Inc()
+	}
+}
+
+// onReplicated marks a blob evictable once the object store has it.
+func (a *Agent) onReplicated(it outbox.Item) {
+	if it.Blob == "" || it.Delete {
+		return
+	}
+	if _, queued := a.outbox.Latest(it.Key); queued {
+		return // a later item for the same key is still pending
+	}
+	if err := a.cas.SetState(context.Background(), it.Blob, cas.StateReplicated); err != nil && !errors.Is(err, cas.ErrNotFound) {
+		a.log.Warn("mark replicated", "digest", it.Blob, "err", err)
+	}
+}
+
+// requeueLocal queues every local-only blob that no queued item covers:
+// after a crash between commit and enqueue, nothing stays unreplicated.
+func (a *Agent) requeueLocal(ctx context.Context) error {
+	var missing []outbox.Item
+	err := a.cas.Walk(ctx, func(info cas.Info) error {
+		if info.State != cas.StateLocal {
+			return nil
+		}
+		key := objstore.BlobKey(info.Digest)
+		if _, queued := a.outbox.Latest(key); !queued {
+			missing = append(missing, outbox.Item{Key: key, Blob: info.Digest})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan cache: %w", err)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	a.log.Info("requeueing unreplicated blobs", "count", len(missing))
+	_, err = a.outbox.Enqueue(ctx, missing...)
+	return err
+}
+
+// casSource lets the outbox read local blobs.
+type casSource struct{ cas *cas.Store }
+
+func (s casSource) OpenBlob(ctx context.Context, d digest.Digest) (rc io.ReadCloser, size int64, err error) {
+	f, info, err := s.cas.Open(ctx, d)
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, 0, fmt.Errorf("%w: %s", outbox.ErrSourceGone, d)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, info.Size, nil
+}

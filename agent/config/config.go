@@ -1,0 +1,178 @@
+// Package config holds the agent's configuration: defaults, the YAML file,
+// SHOAL_* environment variables and command-line flags, applied in that
+// order (a flag beats a variable beats the file beats the default).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole agent configuration. Every field has a yaml key, a
+// default, and (for the common ones) a flag and an environment variable.
+type Config struct {
+	// DataDir holds the cache, the metadata DB and the default origin.
+	DataDir string `yaml:"data_dir" doc:"State directory: cache, metadata, default file origin. Default: $STATE_DIRECTORY, else /var/lib/shoal if writable, else the user's state dir."`
+	// RegistryAddr is where the OCI Distribution API listens.
+	RegistryAddr string `yaml:"registry_addr" doc:"Listen address of the OCI Distribution API."`
+	// AdminAddr serves /metrics, /healthz, /readyz and /status.
+	AdminAddr string `yaml:"admin_addr" doc:"Listen address of the admin API (/metrics, /healthz, /readyz, /status)."`
+	// Origins are object-store URLs tried in order on a miss; pushes go to the first writable one.
+	Origins []string `yaml:"origins" doc:"Object store URLs, tried in order (file:///path). Default: file://<data_dir>/origin."`
+	// Cache configures the local content-addressable store.
+	Cache CacheConfig `yaml:"cache"`
+	// Push configures replication of pushed content.
+	Push PushConfig `yaml:"push"`
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+	// NodeName names this agent in status and logs.
+	NodeName string `yaml:"node_name" doc:"This node's name. Default: the host name."`
+}
+
+// CacheConfig configures the local blob cache.
+type CacheConfig struct {
+	MaxBytes      ByteSize `yaml:"max_bytes" doc:"Cache size cap (bytes, or with KiB/MiB/GiB/TiB). 0: the filesystem's capacity."`
+	HighWatermark float64  `yaml:"high_watermark" doc:"Fraction of the cap at which eviction starts."`
+	LowWatermark  float64  `yaml:"low_watermark" doc:"Fraction of the cap at which eviction stops."`
+}
+
+// PushConfig configures how pushes reach the object store.
+type PushConfig struct {
+	Replication string `yaml:"replication" doc:"async: 201 once stored locally and queued; sync: 201 once in the object store."`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level  string `yaml:"level" doc:"debug, info, warn or error."`
+	Format string `yaml:"format" doc:"json or text."`
+}
+
+// Default returns the configuration `shoal agent` runs with when nothing is set.
+func Default() Config {
+	return Config{
+		RegistryAddr: "127.0.0.1:5000",
+		AdminAddr:    "127.0.0.1:5001",
+		Cache:        CacheConfig{HighWatermark: 0.90, LowWatermark: 0.75},
+		Push:         PushConfig{Replication: "async"},
+		Log:          LogConfig{Level: "info", Format: "json"},
+	}
+}
+
+// LoadFile merges a YAML file over c. Unknown keys are errors.
+func (c *Config) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, errEOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// Finish fills the defaults that depend on other fields (data dir, origin, node name).
+func (c *Config) Finish() error {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	c.DataDir = abs
+	if len(c.Origins) == 0 {
+		c.Origins = []string{"file://" + filepath.Join(c.DataDir, "origin")}
+	}
+	if c.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "shoal"
+		}
+		c.NodeName = h
+	}
+	return nil
+}
+
+// Validate reports every invalid setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: empty"))
+	}
+	for name, addr := range map[string]string{"registry_addr": c.RegistryAddr, "admin_addr": c.AdminAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", name, addr, err))
+		}
+	}
+	for _, o := range c.Origins {
+		u, err := url.Parse(o)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("origins: %q: %w", o, err))
+		case u.Scheme != "file":
+			errs = append(errs, fmt.Errorf("origins: %q: unsupported scheme %q (supported: file)", o, u.Scheme))
+		case u.Path == "" || u.Host != "":
+			errs = append(errs, fmt.Errorf("origins: %q: want file:///absolute/path", o))
+		}
+	}
+	if c.Cache.MaxBytes < 0 {
+		errs = append(errs, errors.New("cache.max_bytes: negative"))
+	}
+	h, l := c.Cache.HighWatermark, c.Cache.LowWatermark
+	if h <= 0 || h > 1 || l <= 0 || l > 1 || l >= h {
+		errs = append(errs, fmt.Errorf("cache watermarks: want 0 < low (%v) < high (%v) <= 1", l, h))
+	}
+	if c.Push.Replication != "async" && c.Push.Replication != "sync" {
+		errs = append(errs, fmt.Errorf("push.replication: %q, want async or sync", c.Push.Replication))
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		errs = append(errs, fmt.Errorf("log.format: %q, want json or text", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultDataDir is $STATE_DIRECTORY (systemd), else /var/lib/shoal when it
+// is writable, else the user's state directory.
+func DefaultDataDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return strings.Split(d, ":")[0]
+	}
+	if writable("/var/lib/shoal") {
+		return "/var/lib/shoal"
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "shoal")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "shoal")
+	}
+	return filepath.Join(os.TempDir(), "shoal")
+}
+
+// writable reports whether dir exists and is writable, or can be created.
+func writable(dir string) bool {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return false
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	return true
+}

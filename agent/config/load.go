@@ -1,0 +1,146 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// ErrUsage marks a command-line error that was already printed with usage.
+var ErrUsage = errors.New("usage")
+
+// Option is one setting reachable by flag and environment variable.
+type Option struct {
+	Flag   string // command-line flag, without dashes
+	Env    string // environment variable
+	Key    string // YAML key path
+	Usage  string
+	Repeat bool // the flag may be given several times; the variable is comma-separated
+	apply  func(c *Config, v string) error
+}
+
+// Options lists the settings `shoal agent` takes as flags and variables.
+func Options() []Option {
+	str := func(p func(*Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *p(c) = v; return nil }
+	}
+	float := func(p func(*Config) *float64) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return fmt.Errorf("%q is not a number", v)
+			}
+			*p(c) = f
+			return nil
+		}
+	}
+	return []Option{
+		{Flag: "data-dir", Env: "SHOAL_DATA_DIR", Key: "data_dir", Usage: "state directory (cache, metadata, default origin)",
+			apply: str(func(c *Config) *string { return &c.DataDir })},
+		{Flag: "registry-addr", Env: "SHOAL_REGISTRY_ADDR", Key: "registry_addr", Usage: "OCI Distribution API listen address",
+			apply: str(func(c *Config) *string { return &c.RegistryAddr })},
+		{Flag: "admin-addr", Env: "SHOAL_ADMIN_ADDR", Key: "admin_addr", Usage: "admin API listen address (/metrics, /healthz, /readyz, /status)",
+			apply: str(func(c *Config) *string { return &c.AdminAddr })},
+		{Flag: "origin", Env: "SHOAL_ORIGIN", Key: "origins", Usage: "object store URL, repeatable, tried in order (default file://<data-dir>/origin)", Repeat: true,
+			apply: func(c *Config, v string) error { c.Origins = append(c.Origins, v); return nil }},
+		{Flag: "cache-max-bytes", Env: "SHOAL_CACHE_MAX_BYTES", Key: "cache.max_bytes", Usage: "cache size cap, e.g. 20GiB (0: filesystem capacity)",
+			apply: func(c *Config, v string) error { return c.Cache.MaxBytes.Set(v) }},
+		{Flag: "cache-high-watermark", Env: "SHOAL_CACHE_HIGH_WATERMARK", Key: "cache.high_watermark", Usage: "fraction of the cap that starts eviction",
+			apply: float(func(c *Config) *float64 { return &c.Cache.HighWatermark })},
+		{Flag: "cache-low-watermark", Env: "SHOAL_CACHE_LOW_WATERMARK", Key: "cache.low_watermark", Usage: "fraction of the cap where eviction stops",
+			apply: float(func(c *Config) *float64 { return &c.Cache.LowWatermark })},
+		{Flag: "push-replication", Env: "SHOAL_PUSH_REPLICATION", Key: "push.replication", Usage: "async or sync replication of pushes to the object store",
+			apply: str(func(c *Config) *string { return &c.Push.Replication })},
+		{Flag: "node-name", Env: "SHOAL_NODE_NAME", Key: "node_name", Usage: "this node's name (default: host name)",
+			apply: str(func(c *Config) *string { return &c.NodeName })},
+		{Flag: "log-level", Env: "SHOAL_LOG_LEVEL", Key: "log.level", Usage: "debug, info, warn or error",
+			apply: str(func(c *Config) *string { return &c.Log.Level })},
+		{Flag: "log-format", Env: "SHOAL_LOG_FORMAT", Key: "log.format", Usage: "json or text",
+			apply: str(func(c *Config) *string { return &c.Log.Format })},
+	}
+}
+
+// Load builds the configuration from defaults, the file named by --config
+// or SHOAL_CONFIG, SHOAL_* variables and flags. It returns flag.ErrHelp
+// after printing usage for -h/--help.
+func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	opts := Options()
+	fs := flag.NewFlagSet("shoal agent", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: shoal agent [flags]\n\nRuns the Shoal node agent. Every flag is also a SHOAL_* variable and a YAML key.\n\nFlags:\n")
+		fmt.Fprintf(out, "  --config FILE\n\tYAML configuration file (env SHOAL_CONFIG)\n")
+		for _, o := range opts {
+			fmt.Fprintf(out, "  --%s\n\t%s (env %s, yaml %s)\n", o.Flag, o.Usage, o.Env, o.Key)
+		}
+	}
+	configPath := fs.String("config", getenv("SHOAL_CONFIG"), "YAML configuration file")
+	type setting struct {
+		opt Option
+		val string
+	}
+	var flagged []setting
+	for _, o := range opts {
+		fs.Func(o.Flag, o.Usage, func(v string) error {
+			flagged = append(flagged, setting{o, v})
+			return nil
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
+		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (see shoal agent --help)", fs.Arg(0))
+	}
+	c := Default()
+	if *configPath != "" {
+		if err := c.LoadFile(*configPath); err != nil {
+			return Config{}, err
+		}
+	}
+	for _, o := range opts {
+		v := getenv(o.Env)
+		if v == "" {
+			continue
+		}
+		vals := []string{v}
+		if o.Repeat {
+			vals = strings.Split(v, ",")
+			c.resetList(o)
+		}
+		for _, x := range vals {
+			if err := o.apply(&c, strings.TrimSpace(x)); err != nil {
+				return Config{}, fmt.Errorf("%s: %w", o.Env, err)
+			}
+		}
+	}
+	reset := map[string]bool{}
+	for _, s := range flagged {
+		if s.opt.Repeat && !reset[s.opt.Flag] {
+			c.resetList(s.opt)
+			reset[s.opt.Flag] = true
+		}
+		if err := s.opt.apply(&c, s.val); err != nil {
+			return Config{}, fmt.Errorf("--%s: %w", s.opt.Flag, err)
+		}
+	}
+	if err := c.Finish(); err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return c, nil
+}
+
+func (c *Config) resetList(o Option) {
+	if o.Key == "origins" {
+		c.Origins = nil
+	}
+}

@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the agent's Prometheus series, on a registry of its own (no
+// global registry: several agents can live in one process, as in the simulator).
+type metrics struct {
+	reg            *prometheus.Registry
+	requests       *prometheus.CounterVec
+	requestSeconds *prometheus.HistogramVec
+	fetchBytes     *prometheus.CounterVec
+	evictions      prometheus.Counter
+}
+
+func newMetrics(a *Agent) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_registry_requests_total",
+		Help: "OCI Distribution API requests by method, route and status code.",
+	}, []string{"method", "route", "code"})
+	m.requestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "shoal_registry_request_seconds",
+		Help:    "OCI Distribution API request duration by route (until the handler returns).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+	}, []string{"route"})
+	m.fetchBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "shoal_fetch_bytes_total",
+		Help: "Bytes brought into the cache, by source (origin or peer).",
+	}, []string{"source"})
+	m.evictions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shoal_cache_evictions_total",
+		Help: "Blobs evicted from the cache.",
+	})
+	for _, s := range []string{"origin", "peer"} {
+		m.fetchBytes.WithLabelValues(s)
+	}
+	m.reg.MustRegister(m.requests, m.requestSeconds, m.fetchBytes, m.evictions,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shoal_cache_bytes", Help: "Bytes of blobs in the cache.",
+		}, func() float64 { return float64(a.cas.Usage().Bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shoal_cache_limit_bytes", Help: "The cache's size cap.",
+		}, func() float64 { return float64(a.cas.Usage().Limit) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shoal_cache_blobs", Help: "Blobs in the cache.",
+		}, func() float64 { return float64(a.cas.Usage().Blobs) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shoal_outbox_pending", Help: "Replication items not yet written to the object store.",
+		}, func() float64 { return float64(a.outbox.Pending()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// observeRequest is registryapi's OnRequest hook.
+func (m *metrics) observeRequest(method, route string, code int, d time.Duration) {
+	m.requests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
+	m.requestSeconds.WithLabelValues(route).Observe(d.Seconds())
+}
