@@ -139,6 +139,7 @@ type Outbox struct {
 
 	mu       sync.Mutex
 	progress chan struct{} // closed and replaced when items are removed
+	index    keyIndex      // queued items by key
 	lastErr  error
 	lastAt   time.Time
 }
@@ -163,6 +164,7 @@ func New(cfg Config) (*Outbox, error) {
 		log:      cfg.Logger,
 		wake:     make(chan struct{}, 1),
 		progress: make(chan struct{}),
+		index:    newKeyIndex(),
 	}
 	if o.log == nil {
 		o.log = slog.New(slog.DiscardHandler)
@@ -173,6 +175,7 @@ func New(cfg Config) (*Outbox, error) {
 			return err
 		}
 		o.pending.Store(int64(b.Stats().KeyN))
+		o.index.load(b)
 		return nil
 	})
 	if err != nil {
@@ -231,7 +234,15 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, items ...Item) (Ticket, error) {
 		t.seq = seq
 	}
 	n := int64(len(items))
-	tx.OnCommit(func() { o.pending.Add(n) })
+	queued := append([]Item(nil), items...)
+	tx.OnCommit(func() {
+		o.mu.Lock()
+		for _, it := range queued {
+			o.index.add(it)
+		}
+		o.mu.Unlock()
+		o.pending.Add(n)
+	})
 	return t, nil
 }
 

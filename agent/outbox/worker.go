@@ -50,11 +50,13 @@ func (o *Outbox) Run(ctx context.Context) error {
 			break
 		}
 		if replicated := err == nil; replicated || o.drop(it, err) {
+			// Remove first: OnDone then sees only later items for the key.
+			// A crash in between loses the callback, not the replication.
+			if err := o.remove(e.seq, it.Key, replicated); err != nil {
+				return err
+			}
 			if replicated && o.cfg.OnDone != nil {
 				o.cfg.OnDone(it)
-			}
-			if err := o.remove(e.seq, replicated); err != nil {
-				return err
 			}
 			failures = 0
 			continue
@@ -131,7 +133,7 @@ func (o *Outbox) replicate(ctx context.Context, it Item) error {
 }
 
 // remove deletes the item at seq and wakes waiters.
-func (o *Outbox) remove(seq uint64, replicated bool) error {
+func (o *Outbox) remove(seq uint64, key string, replicated bool) error {
 	err := o.cfg.DB.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(o.bucket)
 		if b == nil {
@@ -144,6 +146,7 @@ func (o *Outbox) remove(seq uint64, replicated bool) error {
 	}
 	o.pending.Add(-1)
 	o.mu.Lock()
+	o.index.remove(key)
 	close(o.progress)
 	o.progress = make(chan struct{})
 	if replicated {
