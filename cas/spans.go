@@ -1,0 +1,78 @@
+package cas
+
+// span is the half-open byte range [start, end).
+type span struct{ start, end int64 }
+
+// spans is a set of byte ranges, kept sorted, disjoint and merged (no two
+// ranges touch). A Writer uses it to track which bytes are on disk.
+type spans []span
+
+// prefix returns the length of the contiguous range that starts at byte 0.
+func (s spans) prefix() int64 {
+	if len(s) > 0 && s[0].start == 0 {
+		return s[0].end
+	}
+	return 0
+}
+
+// add returns s with [a, b) included.
+func (s spans) add(a, b int64) spans {
+	if a >= b {
+		return s
+	}
+	out := make(spans, 0, len(s)+1)
+	i := 0
+	for ; i < len(s) && s[i].end < a; i++ {
+		out = append(out, s[i])
+	}
+	for ; i < len(s) && s[i].start <= b; i++ {
+		a, b = min(a, s[i].start), max(b, s[i].end)
+	}
+	out = append(out, span{a, b})
+	return append(out, s[i:]...)
+}
+
+// remove returns s without [a, b).
+func (s spans) remove(a, b int64) spans {
+	if a >= b {
+		return s
+	}
+	out := make(spans, 0, len(s)+1)
+	for _, r := range s {
+		if r.end <= a || r.start >= b {
+			out = append(out, r)
+			continue
+		}
+		if r.start < a {
+			out = append(out, span{r.start, a})
+		}
+		if r.end > b {
+			out = append(out, span{b, r.end})
+		}
+	}
+	return out
+}
+
+// missing returns the parts of [a, b) that s does not cover, in order.
+func (s spans) missing(a, b int64) []span {
+	var out []span
+	for _, r := range s {
+		if a >= b {
+			break
+		}
+		if r.end <= a {
+			continue
+		}
+		if r.start >= b {
+			break
+		}
+		if r.start > a {
+			out = append(out, span{a, r.start})
+		}
+		a = max(a, r.end)
+	}
+	if a < b {
+		out = append(out, span{a, b})
+	}
+	return out
+}
