@@ -1,0 +1,45 @@
+# Shoal — build, run and test.
+#   make run    build and start an agent on the embedded defaults (registry 127.0.0.1:5000)
+#   make test   install test tools, then run every test (conformance and real clients included)
+
+GO      ?= go
+BIN     := bin/shoal
+TOOLS   := $(CURDIR)/.tools/bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/shoal-dev/shoal/agent.Version=$(VERSION)
+export PATH := $(TOOLS):$(PATH)
+
+.PHONY: build run test test-short conformance bench lint tools clean
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./agent/cmd/shoal
+
+run: build
+	./$(BIN) agent
+
+tools:
+	./.ci/tools.sh
+
+# Every test, including the OCI conformance suite and the crane/skopeo round trip.
+test: tools build
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+
+# Quick unit tests only (no external tools).
+test-short:
+	$(GO) test -short ./...
+
+# The OCI distribution-spec conformance suite against a fresh agent.
+conformance: tools build
+	$(GO) test -run 'TestConformance' -v -count=1 ./agent/
+
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+clean:
+	rm -rf bin .tools
