@@ -102,7 +102,7 @@ func (h *handler) monolithicUpload(w http.ResponseWriter, r *http.Request, rt ro
 	if err != nil {
 		return fmt.Errorf("start upload: %w", err)
 	}
-	if err := h.appendBody(ctx, r, up); err != nil {
+	if err := h.appendBodyErr(ctx, r, up); err != nil {
 		cancelQuietly(up)
 		return err
 	}
@@ -243,11 +243,22 @@ func (h *handler) checkUploadLength(r *http.Request, have int64) error {
 }
 
 // appendBody appends the request body to up, enforcing MaxUploadBytes on
-// bodies of unknown length.
+// bodies of unknown length. A body that fails part-way may have been partly
+// appended (an Upload cannot truncate), so an error response to a session
+// request carries the session's Range for the client to resume from.
 func (h *handler) appendBody(ctx context.Context, r *http.Request, up Upload) error {
 	if r.ContentLength == 0 {
 		return nil
 	}
+	err := h.appendBodyErr(ctx, r, up)
+	var e *Error
+	if errors.As(err, &e) && e.Header == nil {
+		e.Header = http.Header{"Range": {uploadRange(up.Size())}, "Docker-Upload-UUID": {up.ID()}}
+	}
+	return err
+}
+
+func (h *handler) appendBodyErr(ctx context.Context, r *http.Request, up Upload) error {
 	var body io.Reader = r.Body
 	if h.opts.MaxUploadBytes > 0 {
 		body = &limitReader{r: body, left: h.opts.MaxUploadBytes - up.Size()}
