@@ -1,0 +1,382 @@
+package p2p
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
+)
+
+// DownloadOptions tune multi-source downloads.
+type DownloadOptions struct {
+	// ChunkSize is the unit of scheduling and of blame. Default 8 MiB.
+	ChunkSize int64
+	// MaxRun caps how many adjacent chunks one request asks for.
+	// Default 8.
+	MaxRun int
+	// MaxPeers is how many providers are used at once; the others stand
+	// by and replace peers that fail. Default 4.
+	MaxPeers int
+	// StreamsPerPeer is how many requests run at once on one peer.
+	// Default 2.
+	StreamsPerPeer int
+	// StallTimeout drops a peer whose response sends no byte for this
+	// long. Default 10s.
+	StallTimeout time.Duration
+}
+
+// DefaultDownloadOptions returns the production defaults.
+func DefaultDownloadOptions() DownloadOptions {
+	return DownloadOptions{
+		ChunkSize:      8 << 20,
+		MaxRun:         8,
+		MaxPeers:       4,
+		StreamsPerPeer: 2,
+		StallTimeout:   10 * time.Second,
+	}
+}
+
+// Validate reports an option error.
+func (o DownloadOptions) Validate() error {
+	if o.ChunkSize <= 0 || o.MaxRun <= 0 || o.MaxPeers <= 0 || o.StreamsPerPeer <= 0 || o.StallTimeout <= 0 {
+		return fmt.Errorf("download options must all be positive: %+v", o)
+	}
+	return nil
+}
+
+// ChunkSource records where one chunk of a download came from.
+type ChunkSource struct {
+	// Peer sent the chunk.
+	Peer peer.ID
+	// Sum is the SHA-256 of the bytes received, used to compare attempts.
+	Sum [sha256.Size]byte
+}
+
+// DownloadStats describes one download.
+type DownloadStats struct {
+	// Bytes is the number of bytes written (retransmissions included).
+	Bytes int64
+	// Duration is the wall time of the download.
+	Duration time.Duration
+	// ChunkSize is the chunk size the download used.
+	ChunkSize int64
+	// Chunks says, per chunk index, who sent it and what it hashed to.
+	Chunks []ChunkSource
+	// BytesByPeer counts bytes received per peer.
+	BytesByPeer map[peer.ID]int64
+	// Failures lists the peers dropped from the download and why.
+	Failures map[peer.ID]error
+}
+
+// Peers returns the peers that sent at least one complete chunk, sorted.
+func (s DownloadStats) Peers() []peer.ID {
+	var ps []peer.ID
+	for _, c := range s.Chunks {
+		if c.Peer != "" && !slices.Contains(ps, c.Peer) {
+			ps = append(ps, c.Peer)
+		}
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// Blame compares a download that failed verification with a later one of
+// the same blob that passed, and returns the peers that sent a chunk whose
+// hash differs from the verified bytes. If the two used different chunk
+// sizes every peer of the failed download is returned.
+func Blame(failed, verified DownloadStats) []peer.ID {
+	if failed.ChunkSize != verified.ChunkSize || len(failed.Chunks) != len(verified.Chunks) {
+		return failed.Peers()
+	}
+	var bad []peer.ID
+	for i, c := range failed.Chunks {
+		if c.Peer != "" && c.Sum != verified.Chunks[i].Sum && !slices.Contains(bad, c.Peer) {
+			bad = append(bad, c.Peer)
+		}
+	}
+	slices.Sort(bad)
+	return bad
+}
+
+// errStalled marks a response that sent nothing for the stall timeout.
+var errStalled = errors.New("peer stalled")
+
+// Download fetches the size bytes of d from providers into dst, several
+// peers at once, and reports who sent what. It does not verify the
+// result: the caller does (or uses Fetch). Peers in exclude, this node and
+// banned peers are skipped; the rest are used best-ranked first. A peer
+// that fails or stalls is dropped and penalised and its unfinished chunks
+// go to the others. The error wraps ErrNoProviders when the peers ran out
+// before the blob was complete.
+func (n *Node) Download(ctx context.Context, d digest.Digest, size int64, providers []peer.AddrInfo, dst io.WriterAt, exclude ...peer.ID) (DownloadStats, error) {
+	return n.download(ctx, d, size, providers, dst, n.cfg.Download, exclude)
+}
+
+// download is one multi-source transfer. Workers (StreamsPerPeer per
+// active peer) lease spans from the schedule, stream them into dst and
+// hash each chunk as it completes.
+type download struct {
+	n     *Node
+	d     digest.Digest
+	size  int64
+	dst   io.WriterAt
+	opts  DownloadOptions
+	ctx   context.Context
+	abort context.CancelCauseFunc
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	sched   *Schedule
+	changed chan struct{} // closed and replaced when chunks are released or the last one lands
+	workers int           // live workers
+	dead    map[peer.ID]bool
+	spare   []peer.AddrInfo
+	stats   DownloadStats
+}
+
+func (n *Node) download(ctx context.Context, d digest.Digest, size int64, providers []peer.AddrInfo, dst io.WriterAt, opts DownloadOptions, exclude []peer.ID) (DownloadStats, error) {
+	start := time.Now()
+	if size < 0 {
+		return DownloadStats{}, fmt.Errorf("download %s: negative size %d", d, size)
+	}
+	cands := n.candidates(providers, exclude)
+	dl := &download{
+		n: n, d: d, size: size, dst: dst, opts: opts,
+		sched:   NewSchedule(size, opts.ChunkSize, opts.MaxRun),
+		changed: make(chan struct{}),
+		dead:    make(map[peer.ID]bool),
+		stats: DownloadStats{
+			ChunkSize:   opts.ChunkSize,
+			BytesByPeer: make(map[peer.ID]int64),
+			Failures:    make(map[peer.ID]error),
+		},
+	}
+	dl.stats.Chunks = make([]ChunkSource, dl.sched.Chunks())
+	if dl.sched.Complete() {
+		return dl.stats, nil
+	}
+	if len(cands) == 0 {
+		return dl.stats, fmt.Errorf("download %s: %w", d, ErrNoProviders)
+	}
+	n.addProviderAddrs(cands)
+	dl.ctx, dl.abort = context.WithCancelCause(ctx)
+	defer dl.abort(nil)
+
+	active := cands[:min(len(cands), opts.MaxPeers)]
+	dl.spare = slices.Clone(cands[len(active):])
+	dl.mu.Lock()
+	for _, ai := range active {
+		dl.startLocked(ai.ID)
+	}
+	dl.mu.Unlock()
+	dl.wg.Wait()
+
+	dl.stats.Duration = time.Since(start)
+	if dl.sched.Complete() {
+		return dl.stats, nil
+	}
+	if cause := context.Cause(dl.ctx); cause != nil {
+		return dl.stats, fmt.Errorf("download %s: %w", d, cause)
+	}
+	var errs []error
+	for p, err := range dl.stats.Failures {
+		errs = append(errs, fmt.Errorf("%s: %w", p, err))
+	}
+	return dl.stats, fmt.Errorf("download %s: %w: %w", d, ErrNoProviders, errors.Join(errs...))
+}
+
+// candidates ranks providers and drops this node, excluded and banned
+// peers and duplicates.
+func (n *Node) candidates(providers []peer.AddrInfo, exclude []peer.ID) []peer.AddrInfo {
+	var out []peer.AddrInfo
+	seen := map[peer.ID]bool{n.host.ID(): true}
+	for _, p := range exclude {
+		seen[p] = true
+	}
+	for _, ai := range providers {
+		if !seen[ai.ID] {
+			seen[ai.ID] = true
+			out = append(out, ai)
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.scores.Rank(out, time.Now())
+}
+
+func (dl *download) startLocked(p peer.ID) {
+	for range dl.opts.StreamsPerPeer {
+		dl.workers++
+		dl.wg.Add(1)
+		go dl.worker(p)
+	}
+}
+
+func (dl *download) broadcastLocked() {
+	close(dl.changed)
+	dl.changed = make(chan struct{})
+}
+
+// lease waits for a span for p; ok is false when the worker should stop.
+func (dl *download) lease(p peer.ID) (sp Span, ok bool) {
+	for {
+		dl.mu.Lock()
+		if dl.dead[p] || dl.sched.Complete() || dl.ctx.Err() != nil {
+			dl.workers--
+			dl.mu.Unlock()
+			return Span{}, false
+		}
+		if sp, ok := dl.sched.Next(p, dl.workers); ok {
+			dl.mu.Unlock()
+			return sp, true
+		}
+		ch := dl.changed
+		dl.mu.Unlock()
+		select {
+		case <-ch:
+		case <-dl.ctx.Done():
+		}
+	}
+}
+
+func (dl *download) worker(p peer.ID) {
+	defer dl.wg.Done()
+	buf := make([]byte, 256<<10)
+	for {
+		sp, ok := dl.lease(p)
+		if !ok {
+			return
+		}
+		err := dl.fetch(p, sp, buf)
+		if err == nil {
+			continue
+		}
+		dl.mu.Lock()
+		dl.sched.Release(sp, p)
+		if dl.ctx.Err() == nil && !dl.dead[p] {
+			dl.dropLocked(p, err)
+		}
+		dl.workers--
+		dl.broadcastLocked()
+		dl.mu.Unlock()
+		return
+	}
+}
+
+// dropLocked removes p from the download, penalises it, and brings in a
+// standby provider.
+func (dl *download) dropLocked(p peer.ID, err error) {
+	dl.dead[p] = true
+	dl.stats.Failures[p] = err
+	kind := PenaltyFailed
+	if errors.Is(err, errStalled) {
+		kind = PenaltyStalled
+	}
+	dl.n.Penalize(p, kind)
+	dl.n.log.Info("download source dropped", "digest", dl.d, "peer", p, "err", err)
+	if len(dl.spare) > 0 {
+		next := dl.spare[0]
+		dl.spare = dl.spare[1:]
+		dl.startLocked(next.ID)
+	}
+}
+
+// fetch streams span sp from p into dst. Errors writing dst abort the
+// whole download; other errors are the peer's.
+func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
+	off, length := dl.sched.Bytes(sp)
+	ctx, cancel := context.WithCancel(dl.ctx)
+	defer cancel()
+	var stalled atomic.Bool
+	watchdog := time.AfterFunc(dl.opts.StallTimeout, func() {
+		stalled.Store(true)
+		cancel()
+	})
+	defer watchdog.Stop()
+	defer func() {
+		if err != nil && stalled.Load() {
+			err = fmt.Errorf("%w: no data for %s: %w", errStalled, dl.opts.StallTimeout, err)
+		}
+	}()
+
+	start := time.Now()
+	body, err := dl.n.getRange(ctx, p, dl.d, off, length, dl.size)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+
+	var (
+		pos      = off
+		end      = off + length
+		chunk    = sp.First
+		chunkEnd = min(int64(chunk+1)*dl.opts.ChunkSize, dl.size)
+		h        = sha256.New()
+		got      int64
+	)
+	defer func() { dl.account(p, got, time.Since(start)) }()
+	for pos < end {
+		k, rerr := body.Read(buf[:min(int64(len(buf)), chunkEnd-pos)])
+		if k > 0 {
+			watchdog.Reset(dl.opts.StallTimeout)
+			if _, werr := dl.dst.WriteAt(buf[:k], pos); werr != nil {
+				werr = fmt.Errorf("write at %d: %w", pos, werr)
+				dl.abort(werr)
+				return werr
+			}
+			h.Write(buf[:k])
+			pos += int64(k)
+			got += int64(k)
+			if pos == chunkEnd {
+				dl.received(chunk, p, h.Sum(nil))
+				h.Reset()
+				chunk++
+				chunkEnd = min(int64(chunk+1)*dl.opts.ChunkSize, dl.size)
+			}
+		}
+		if rerr == io.EOF && pos < end {
+			return fmt.Errorf("range %d-%d: %w", off, end-1, io.ErrUnexpectedEOF)
+		}
+		if rerr != nil && rerr != io.EOF {
+			return rerr
+		}
+	}
+	return nil
+}
+
+func (dl *download) received(chunk int, p peer.ID, sum []byte) {
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	if !dl.sched.Received(chunk, p) {
+		return
+	}
+	src := ChunkSource{Peer: p}
+	copy(src.Sum[:], sum)
+	dl.stats.Chunks[chunk] = src
+	if dl.sched.Complete() {
+		dl.broadcastLocked()
+	}
+}
+
+func (dl *download) account(p peer.ID, got int64, elapsed time.Duration) {
+	if got == 0 {
+		return
+	}
+	dl.mu.Lock()
+	dl.stats.Bytes += got
+	dl.stats.BytesByPeer[p] += got
+	dl.mu.Unlock()
+	n := dl.n
+	n.mu.Lock()
+	n.fetched[p] += got
+	n.scores.Observe(p, got, elapsed, time.Now())
+	n.mu.Unlock()
+}
