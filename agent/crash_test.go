@@ -62,14 +62,6 @@ func TestCrashSafety(t *testing.T) {
 		}
 		acked[d] = b
 	}
-	// A large blob acknowledged just before the kill: its replication is
-	// still running (or queued) when the process dies.
-	big, bigD := randomBlob(100, 96<<20)
-	if code := pushBlob(t, base, "crash/repo", big, bigD); code != http.StatusCreated {
-		t.Fatalf("push big blob: %d", code)
-	}
-	acked[bigD] = big
-
 	// An upload in flight: the client has sent part of a 64 MiB blob.
 	partial, partialD := randomBlob(200, 64<<20)
 	pr, pw := io.Pipe()
@@ -85,7 +77,20 @@ func TestCrashSafety(t *testing.T) {
 	if _, err := pw.Write(partial[:40<<20]); err != nil {
 		t.Fatal(err)
 	}
-	pending := p.status(t).OutboxPending
+	// Large blobs acknowledged just before the kill: push until the outbox
+	// reports replication work in progress, so the kill lands mid-replication.
+	pending := 0
+	for i := 0; i < 8 && pending == 0; i++ {
+		big, bigD := randomBlob(uint64(100+i), 48<<20)
+		if code := pushBlob(t, base, "crash/repo", big, bigD); code != http.StatusCreated {
+			t.Fatalf("push big blob: %d", code)
+		}
+		acked[bigD] = big
+		pending = p.status(t).OutboxPending
+	}
+	if pending == 0 {
+		t.Fatal("could not catch the outbox with pending work; the kill would not test replication")
+	}
 	p.kill()
 	pw.CloseWithError(io.ErrUnexpectedEOF)
 	if err := <-uploadErr; err == nil {

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,10 +93,11 @@ type Config struct {
 	Store objstore.Store
 	// Source opens the blobs that Blob items name.
 	Source Source
-	// OnDone, if set, is called by the worker after an item was accepted by
-	// the store and before it is removed from the queue (e.g. to mark the
-	// blob replicated). After a crash it may be called again for the same
-	// item, so it must be idempotent.
+	// OnDone, if set, is called by the worker after the store accepted an
+	// item and it was removed from the queue (e.g. to mark the blob
+	// replicated); Latest then shows only later items for the key. A crash
+	// between the removal and the call loses the call, not the replication:
+	// the caller reconciles at start-up (the agent re-queues local blobs).
 	OnDone func(Item)
 	// Logger receives warnings; nil means silent.
 	Logger *slog.Logger
@@ -218,8 +220,8 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, items ...Item) (Ticket, error) {
 	if b == nil {
 		return Ticket{}, fmt.Errorf("outbox: bucket %s missing", o.bucket)
 	}
-	var t Ticket
-	for _, it := range items {
+	seqs := make([]uint64, len(items))
+	for i, it := range items {
 		seq, err := b.NextSequence()
 		if err != nil {
 			return Ticket{}, fmt.Errorf("outbox: enqueue %s: %w", it.Key, err)
@@ -231,19 +233,18 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, items ...Item) (Ticket, error) {
 		if err := b.Put(seqKey(seq), val); err != nil {
 			return Ticket{}, fmt.Errorf("outbox: enqueue %s: %w", it.Key, err)
 		}
-		t.seq = seq
+		seqs[i] = seq
 	}
-	n := int64(len(items))
-	queued := append([]Item(nil), items...)
+	queued := slices.Clone(items)
 	tx.OnCommit(func() {
 		o.mu.Lock()
-		for _, it := range queued {
-			o.index.add(it)
+		for i, it := range queued {
+			o.index.add(seqs[i], it)
 		}
 		o.mu.Unlock()
-		o.pending.Add(n)
+		o.pending.Add(int64(len(queued)))
 	})
-	return t, nil
+	return Ticket{seq: seqs[len(seqs)-1]}, nil
 }
 
 // Notify wakes the worker to look for new items.

@@ -52,7 +52,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		if replicated := err == nil; replicated || o.drop(it, err) {
 			// Remove first: OnDone then sees only later items for the key.
 			// A crash in between loses the callback, not the replication.
-			if err := o.remove(e.seq, it.Key, replicated); err != nil {
+			if err := o.remove(e.seq, replicated); err != nil {
 				return err
 			}
 			if replicated && o.cfg.OnDone != nil {
@@ -133,7 +133,7 @@ func (o *Outbox) replicate(ctx context.Context, it Item) error {
 }
 
 // remove deletes the item at seq and wakes waiters.
-func (o *Outbox) remove(seq uint64, key string, replicated bool) error {
+func (o *Outbox) remove(seq uint64, replicated bool) error {
 	err := o.cfg.DB.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(o.bucket)
 		if b == nil {
@@ -146,7 +146,7 @@ func (o *Outbox) remove(seq uint64, key string, replicated bool) error {
 	}
 	o.pending.Add(-1)
 	o.mu.Lock()
-	o.index.remove(key)
+	o.index.remove(seq)
 	close(o.progress)
 	o.progress = make(chan struct{})
 	if replicated {
