@@ -18,6 +18,7 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -140,7 +141,8 @@ type Outbox struct {
 	running atomic.Bool
 
 	mu       sync.Mutex
-	progress chan struct{} // closed and replaced when items are removed
+	progress chan struct{} // closed and replaced when an item is handled
+	inflight uint64        // sequence removed from the bucket, OnDone pending
 	index    keyIndex      // queued items by key
 	lastErr  error
 	lastAt   time.Time
@@ -236,6 +238,9 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, items ...Item) (Ticket, error) {
 		seqs[i] = seq
 	}
 	queued := slices.Clone(items)
+	for i := range queued {
+		queued[i].Data = bytes.Clone(queued[i].Data)
+	}
 	tx.OnCommit(func() {
 		o.mu.Lock()
 		for i, it := range queued {
@@ -266,19 +271,29 @@ func (o *Outbox) LastError() (error, time.Time) {
 	return o.lastErr, o.lastAt
 }
 
-// Wait blocks until every item up to t has left the queue (replicated, or
-// dropped because its source blob was gone), or ctx is done.
+// Wait blocks until every item up to t has left the queue (replicated and
+// OnDone returned, or dropped because it can never be replicated), or ctx
+// is done.
 func (o *Outbox) Wait(ctx context.Context, t Ticket) error {
 	if t.seq == 0 {
 		return nil
 	}
 	for {
+		// Take the channel before looking, so a change in between wakes us.
 		o.mu.Lock()
 		ch := o.progress
 		o.mu.Unlock()
 		done, err := o.doneThrough(t.seq)
-		if err != nil || done {
+		if err != nil {
 			return err
+		}
+		if done {
+			o.mu.Lock()
+			busy := o.inflight != 0 && o.inflight <= t.seq
+			o.mu.Unlock()
+			if !busy {
+				return nil
+			}
 		}
 		select {
 		case <-ch:

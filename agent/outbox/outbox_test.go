@@ -235,3 +235,64 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("New(good) = %v", err)
 	}
 }
+
+func TestLatest(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	db := openDB(t, path)
+	target := newFileStore(t)
+	o, err := outbox.New(outbox.Config{DB: db, Store: target, Source: blobSource{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := objstore.TagKey("app", "v1"), objstore.TagKey("app", "v2")
+	data := []byte("one")
+	_, err = o.Enqueue(t.Context(),
+		outbox.Item{Key: v2, Data: []byte("two")},
+		outbox.Item{Key: v1, Data: data},
+		outbox.Item{Key: v1, Delete: true},
+		outbox.Item{Key: "other", Data: []byte("x")},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[0] = 'X' // the queue keeps its own copy
+	if it, ok := o.Latest(v1); !ok || !it.Delete {
+		t.Errorf("Latest(v1) = %+v, %v; want the delete", it, ok)
+	}
+	var keys []string
+	for _, it := range o.LatestUnder(objstore.TagsPrefix("app")) {
+		keys = append(keys, it.Key)
+	}
+	if !slices.Equal(keys, []string{v1, v2}) {
+		t.Errorf("LatestUnder = %q, want [%s %s]", keys, v1, v2)
+	}
+
+	// The index is rebuilt from the database.
+	o2, err := outbox.New(outbox.Config{DB: db, Store: target, Source: blobSource{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it, ok := o2.Latest(v2); !ok || string(it.Data) != "two" {
+		t.Errorf("after reload, Latest(v2) = %+v, %v", it, ok)
+	}
+	if ticket, err := o2.Enqueue(t.Context()); err != nil || ticket != (outbox.Ticket{}) {
+		t.Errorf("Enqueue() = %v, %v; want the zero Ticket", ticket, err)
+	}
+	start(t, o2)
+	done, err := o2.Enqueue(t.Context(), outbox.Item{Key: "last"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o2.Wait(t.Context(), done); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{v1, v2, "other", "last"} {
+		if it, ok := o2.Latest(k); ok {
+			t.Errorf("Latest(%s) = %+v after replication", k, it)
+		}
+	}
+	if _, err := target.Stat(t.Context(), v1); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("v1 after put then delete: %v", err)
+	}
+}

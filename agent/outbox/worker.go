@@ -52,12 +52,14 @@ func (o *Outbox) Run(ctx context.Context) error {
 		if replicated := err == nil; replicated || o.drop(it, err) {
 			// Remove first: OnDone then sees only later items for the key.
 			// A crash in between loses the callback, not the replication.
-			if err := o.remove(e.seq, replicated); err != nil {
+			// Waiters wake after OnDone, once the item is fully handled.
+			if err := o.remove(e.seq); err != nil {
 				return err
 			}
 			if replicated && o.cfg.OnDone != nil {
 				o.cfg.OnDone(it)
 			}
+			o.finish(replicated)
 			failures = 0
 			continue
 		}
@@ -132,8 +134,12 @@ func (o *Outbox) replicate(ctx context.Context, it Item) error {
 	}
 }
 
-// remove deletes the item at seq and wakes waiters.
-func (o *Outbox) remove(seq uint64, replicated bool) error {
+// remove deletes the item at seq from the bucket and the index. Until
+// finish, Wait still counts it as queued.
+func (o *Outbox) remove(seq uint64) error {
+	o.mu.Lock()
+	o.inflight = seq
+	o.mu.Unlock()
 	err := o.cfg.DB.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(o.bucket)
 		if b == nil {
@@ -147,13 +153,20 @@ func (o *Outbox) remove(seq uint64, replicated bool) error {
 	o.pending.Add(-1)
 	o.mu.Lock()
 	o.index.remove(seq)
+	o.mu.Unlock()
+	return nil
+}
+
+// finish ends the handling of the removed item and wakes waiters.
+func (o *Outbox) finish(replicated bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.inflight = 0
 	close(o.progress)
 	o.progress = make(chan struct{})
 	if replicated {
 		o.lastErr, o.lastAt = nil, time.Time{}
 	}
-	o.mu.Unlock()
-	return nil
 }
 
 func (o *Outbox) setErr(err error) {
