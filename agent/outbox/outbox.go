@@ -207,8 +207,9 @@ func (o *Outbox) Enqueue(ctx context.Context, items ...Item) (Ticket, error) {
 }
 
 // EnqueueTx appends items inside the caller's write transaction, so they
-// commit or roll back with the caller's metadata. Call Notify after the
-// commit. The Ticket of a transaction that rolled back means nothing.
+// commit or roll back with the caller's metadata. The worker is woken when
+// the transaction commits (calling Notify afterwards is harmless). The
+// Ticket of a transaction that rolled back means nothing.
 func (o *Outbox) EnqueueTx(tx *bbolt.Tx, items ...Item) (Ticket, error) {
 	if len(items) == 0 {
 		return Ticket{}, nil
@@ -248,11 +249,12 @@ func (o *Outbox) EnqueueTx(tx *bbolt.Tx, items ...Item) (Ticket, error) {
 		}
 		o.mu.Unlock()
 		o.pending.Add(int64(len(queued)))
+		o.Notify()
 	})
 	return Ticket{seq: seqs[len(seqs)-1]}, nil
 }
 
-// Notify wakes the worker to look for new items.
+// Notify wakes the worker to look for new items. It never blocks.
 func (o *Outbox) Notify() {
 	select {
 	case o.wake <- struct{}{}:
