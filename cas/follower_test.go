@@ -172,12 +172,12 @@ func TestFollowerNeverEOFBeforeCommit(t *testing.T) {
 func TestManyFollowersParallelRanges(t *testing.T) {
 	t.Parallel()
 	s, _ := openStore(t, nil)
-	b, d := testBlob(4<<20, 11, digest.SHA256)
+	b, d := testBlob(2<<20, 11, digest.SHA256)
 	w, err := s.Create(t.Context(), d, int64(len(b)), cas.WriteOptions{})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	const followers = 40
+	const followers = 24
 	var wg sync.WaitGroup
 	for i := range followers {
 		f, err := s.Follow(t.Context(), d)
@@ -198,7 +198,7 @@ func TestManyFollowersParallelRanges(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(i), 0))
 			for range 20 {
 				off := r.IntN(len(b))
-				buf := make([]byte, min(r.IntN(256<<10)+1, len(b)-off))
+				buf := make([]byte, min(r.IntN(64<<10)+1, len(b)-off))
 				if _, err := f.ReadAt(buf, int64(off)); err != nil {
 					t.Errorf("ReadAt(%d, %d): %v", len(buf), off, err)
 					return
@@ -207,9 +207,9 @@ func TestManyFollowersParallelRanges(t *testing.T) {
 			}
 		})
 	}
-	// Eight writers fill 256 KiB ranges in random order, as a range
+	// Eight writers fill 128 KiB ranges in random order, as a range
 	// scheduler does.
-	const rangeSize = 256 << 10
+	const rangeSize = 128 << 10
 	ranges := rand.New(rand.NewPCG(1, 2)).Perm(len(b) / rangeSize)
 	work := make(chan int)
 	var writers sync.WaitGroup

@@ -3,6 +3,7 @@ package cas_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -18,11 +19,10 @@ import (
 
 // testBlob returns n deterministic pseudo-random bytes and their digest.
 func testBlob(n int, seed uint64, alg digest.Algorithm) ([]byte, digest.Digest) {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
 	b := make([]byte, n)
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	_, _ = rand.NewChaCha8(key).Read(b)
 	return b, alg.FromBytes(b)
 }
 
