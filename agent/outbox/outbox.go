@@ -9,7 +9,9 @@
 // must see blobs before the manifests that reference them and manifests
 // before the tags that name them. Failures are retried with exponential
 // backoff and jitter. Store.Put is idempotent (keys are addressed by
-// digest or rewritten whole), so replaying an item is safe.
+// digest or rewritten whole), so replaying an item is safe. Latest and
+// LatestUnder expose the queued items by key, so the agent can show its own
+// pending pushes and deletes before the store has them.
 //
 // Bucket layout:
 //

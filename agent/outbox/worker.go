@@ -148,6 +148,9 @@ func (o *Outbox) remove(seq uint64) error {
 		return b.Delete(seqKey(seq))
 	})
 	if err != nil {
+		o.mu.Lock()
+		o.inflight = 0
+		o.mu.Unlock()
 		return fmt.Errorf("outbox: remove item %d: %w", seq, err)
 	}
 	o.pending.Add(-1)
