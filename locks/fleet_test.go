@@ -1,0 +1,213 @@
+package locks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// testLogger logs to stderr when SHOAL_TEST_LOG is set, else discards.
+func testLogger() *slog.Logger {
+	if os.Getenv("SHOAL_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// fastMemberlist returns memberlist settings for an in-memory network: fast
+// probes and gossip, yet tolerant of a loaded machine running -race.
+func fastMemberlist(tr memberlist.Transport) *memberlist.Config {
+	c := memberlist.DefaultLocalConfig()
+	c.Transport = tr
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 250 * time.Millisecond
+	c.IndirectChecks = 3
+	c.GossipInterval = 50 * time.Millisecond
+	c.PushPullInterval = 2 * time.Second
+	c.SuspicionMult = 3
+	c.TCPTimeout = 500 * time.Millisecond
+	c.GossipToTheDeadTime = time.Second
+	return c
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// serfNode is one member of an in-memory serf fleet.
+type serfNode struct {
+	name, group string
+	cluster     *Cluster
+	transport   *MemoryTransport
+	cancel      context.CancelFunc
+	done        chan error
+}
+
+// stop ends the node; crash cuts its transport first, so that the others
+// see it fail rather than leave.
+func (n *serfNode) stop(crash bool) {
+	if crash {
+		_ = n.transport.Shutdown()
+	}
+	n.cancel()
+	<-n.done
+}
+
+func startSerfNode(t testing.TB, mn *MemoryNetwork, name, group string, prio int, join []string, tags map[string]string) *serfNode {
+	t.Helper()
+	tr := mn.NewTransport(name)
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.Group, cfg.Priority = name, group, prio
+	cfg.BindAddr = tr.Addr()
+	cfg.Join = join
+	cfg.JoinRetry = 20 * time.Millisecond
+	cfg.Tags = tags
+	cfg.Logger = testLogger().With("node", name)
+	cfg.Memberlist = fastMemberlist(tr)
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &serfNode{name: name, group: group, cluster: c, transport: tr, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- c.Run(ctx) }()
+	return n
+}
+
+// agreed reports the proxy of every group if all nodes agree on it, and
+// on the owner of a sample of lock names.
+func agreed(nodes []*serfNode, groups []string) (map[string]string, bool) {
+	var want map[string]string
+	for _, n := range nodes {
+		ms := n.cluster.Members()
+		got := map[string]string{}
+		for _, g := range groups {
+			p, _ := Proxy(ms, g)
+			got[g] = p.Name
+		}
+		ps := Proxies(ms)
+		for i := range 20 {
+			o, _ := OwnerProxy(ps, fmt.Sprintf("fetch/%d", i))
+			got[fmt.Sprintf("owner/%d", i)] = o.Name
+		}
+		if want == nil {
+			want = got
+			continue
+		}
+		for k, v := range got {
+			if want[k] != v {
+				return nil, false
+			}
+		}
+	}
+	return want, true
+}
+
+func TestClusterElectionAndFailover(t *testing.T) {
+	t.Parallel()
+	var mn MemoryNetwork
+	groups := []string{"g0", "g1", "g2"}
+	var nodes []*serfNode
+	// Create every transport before any node starts gossiping.
+	for gi, g := range groups {
+		for i := range 4 {
+			name := fmt.Sprintf("%s-n%d", g, i)
+			var join []string
+			if len(nodes) > 0 {
+				join = []string{nodes[0].transport.Addr()}
+			}
+			_ = gi
+			nodes = append(nodes, startSerfNode(t, &mn, name, g, i, join, nil))
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.stop(false)
+		}
+	})
+	alive := func(except string) []*serfNode {
+		var out []*serfNode
+		for _, n := range nodes {
+			if n.name != except {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	var proxies map[string]string
+	waitFor(t, 10*time.Second, "agreement on proxies", func() bool {
+		for _, n := range nodes {
+			if len(n.cluster.Members()) != len(nodes) {
+				return false
+			}
+		}
+		var ok bool
+		proxies, ok = agreed(nodes, groups)
+		return ok
+	})
+	for _, g := range groups {
+		if want := g + "-n3"; proxies[g] != want {
+			t.Fatalf("group %s proxy %s, want %s (highest priority)", g, proxies[g], want)
+		}
+	}
+
+	// Kill g1's proxy: the others agree on g1-n2 within a bound.
+	victim := nodes[7]
+	start := time.Now()
+	victim.stop(true)
+	waitFor(t, 5*time.Second, "new proxy agreed", func() bool {
+		p, ok := agreed(alive(victim.name), groups)
+		return ok && p["g1"] == "g1-n2"
+	})
+	t.Logf("failover agreed in %v", time.Since(start))
+
+	// Restart it: it becomes g1's proxy again, and everyone agrees on the
+	// owner of every sampled lock name (no split ownership).
+	nodes[7] = startSerfNode(t, &mn, victim.name, "g1", 3, []string{nodes[0].transport.Addr()}, nil)
+	waitFor(t, 5*time.Second, "restarted proxy agreed", func() bool {
+		p, ok := agreed(nodes, groups)
+		return ok && p["g1"] == "g1-n3"
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	ok := DefaultConfig()
+	ok.NodeName = "n"
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		valid  bool
+	}{
+		{"default", func(*Config) {}, true},
+		{"no name", func(c *Config) { c.NodeName = "" }, false},
+		{"no group", func(c *Config) { c.Group = "" }, false},
+		{"bad bind", func(c *Config) { c.BindAddr = "nope" }, false},
+		{"bad advertise", func(c *Config) { c.AdvertiseAddr = "1.2.3.4:x" }, false},
+		{"advertise", func(c *Config) { c.AdvertiseAddr = "1.2.3.4:7946" }, true},
+		{"no memberlist", func(c *Config) { c.Memberlist = nil }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := ok
+			tt.mutate(&c)
+			if err := c.Validate(); (err == nil) != tt.valid {
+				t.Fatalf("Validate() = %v, want valid %v", err, tt.valid)
+			}
+		})
+	}
+}
