@@ -64,8 +64,18 @@ type candidate struct {
 
 // Evict runs one eviction pass now if usage is over the high watermark.
 func (s *Store) Evict(ctx context.Context) (EvictResult, error) {
+	res, evicted, err := s.evictPass(ctx)
+	for _, c := range evicted { // outside every lock: OnChange may call us
+		s.emit(Event{Kind: Removed, Digest: c.d, Size: c.size, Evicted: true})
+	}
+	return res, err
+}
+
+// evictPass removes blobs until usage is at the low watermark and returns
+// the blobs it removed.
+func (s *Store) evictPass(ctx context.Context) (res EvictResult, all []candidate, err error) {
 	if err := s.enter(); err != nil {
-		return EvictResult{}, err
+		return EvictResult{}, nil, err
 	}
 	defer s.leave()
 	s.evictMu.Lock()
@@ -73,20 +83,19 @@ func (s *Store) Evict(ctx context.Context) (EvictResult, error) {
 
 	u := s.Usage()
 	if u.Bytes <= u.High {
-		return EvictResult{}, nil
+		return EvictResult{}, nil, nil
 	}
 	cands, err := s.candidates()
 	if err != nil {
-		return EvictResult{}, fmt.Errorf("evict: %w", err)
+		return EvictResult{}, nil, fmt.Errorf("evict: %w", err)
 	}
-	var res EvictResult
 	for len(cands) > 0 {
 		over := s.Usage().Bytes - u.Low
 		if over <= 0 {
 			break
 		}
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return res, all, err
 		}
 		n, sum := 0, int64(0)
 		for n < len(cands) && n < evictChunk && sum < over {
@@ -98,10 +107,10 @@ func (s *Store) Evict(ctx context.Context) (EvictResult, error) {
 		for _, c := range evicted {
 			res.Blobs++
 			res.Bytes += c.size
-			s.emit(Event{Kind: Removed, Digest: c.d, Size: c.size, Evicted: true})
 		}
+		all = append(all, evicted...)
 		if err != nil {
-			return res, fmt.Errorf("evict: %w", err)
+			return res, all, fmt.Errorf("evict: %w", err)
 		}
 	}
 	if after := s.Usage(); after.Bytes > u.Low {
@@ -110,7 +119,7 @@ func (s *Store) Evict(ctx context.Context) (EvictResult, error) {
 	} else {
 		s.log.Debug("evicted blobs", "blobs", res.Blobs, "bytes", res.Bytes, "usage", after.Bytes)
 	}
-	return res, nil
+	return res, all, nil
 }
 
 // candidates lists the replicated, unpinned blobs, least recently used first.

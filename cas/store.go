@@ -300,13 +300,23 @@ func (s *Store) Delete(ctx context.Context, d digest.Digest) error {
 	if err := validateDigest(d); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
+	size, err := s.delete(d)
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", d, err)
+	}
+	s.log.Debug("deleted blob", "digest", d, "size", size)
+	s.emit(Event{Kind: Removed, Digest: d, Size: size})
+	return nil
+}
+
+func (s *Store) delete(d digest.Digest) (size int64, err error) {
 	if err := s.enter(); err != nil {
-		return err
+		return 0, err
 	}
 	defer s.leave()
 	unlock := s.keys.lock(d)
-	var size int64
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	defer unlock()
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketBlobs)
 		e, ok, err := getEntry(b, d)
 		if err != nil {
@@ -323,16 +333,11 @@ func (s *Store) Delete(ctx context.Context, d digest.Digest) error {
 		size = e.size
 		return b.Delete([]byte(d))
 	})
-	if err == nil {
-		s.removed(d, size)
-	}
-	unlock()
 	if err != nil {
-		return fmt.Errorf("delete %s: %w", d, err)
+		return 0, err
 	}
-	s.log.Debug("deleted blob", "digest", d, "size", size)
-	s.emit(Event{Kind: Removed, Digest: d, Size: size})
-	return nil
+	s.removed(d, size)
+	return size, nil
 }
 
 // removed updates the usage counters after d's file and entry are gone.
@@ -344,7 +349,8 @@ func (s *Store) removed(d digest.Digest, size int64) {
 	s.mu.Unlock()
 }
 
-// emit calls OnChange; never call it with a lock held.
+// emit calls OnChange; never call it with a lock held (the gate included:
+// OnChange may call back into the store).
 func (s *Store) emit(ev Event) {
 	if s.cfg.OnChange != nil {
 		s.cfg.OnChange(ev)
@@ -355,44 +361,15 @@ func (s *Store) emit(ev Event) {
 // fn never runs inside one.
 const walkBatch = 256
 
-// Walk calls fn for every committed blob.
+// Walk calls fn for every committed blob. fn runs outside any lock or
+// index transaction, so it may use the store.
 func (s *Store) Walk(ctx context.Context, fn func(Info) error) error {
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
 	var after []byte
 	for {
-		var batch []Info
-		err := s.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketBlobs).Cursor()
-			k, v := c.First()
-			if after != nil {
-				k, v = c.Seek(after)
-				if k != nil && string(k) == string(after) {
-					k, v = c.Next()
-				}
-			}
-			for ; k != nil && len(batch) < walkBatch; k, v = c.Next() {
-				e, err := decodeEntry(v)
-				if err != nil {
-					return fmt.Errorf("read index %s: %w", k, err)
-				}
-				batch = append(batch, e.info(digest.Digest(k)))
-				after = append(after[:0], k...)
-			}
-			return nil
-		})
+		batch, next, err := s.walkBatch(after)
 		if err != nil {
-			return fmt.Errorf("walk: %w", err)
+			return err
 		}
-		s.mu.Lock()
-		for i := range batch {
-			if t, ok := s.access[batch[i].Digest]; ok && t > batch[i].LastAccess.UnixNano() {
-				batch[i].LastAccess = time.Unix(0, t)
-			}
-		}
-		s.mu.Unlock()
 		for _, info := range batch {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -404,5 +381,47 @@ func (s *Store) Walk(ctx context.Context, fn func(Info) error) error {
 		if len(batch) < walkBatch {
 			return nil
 		}
+		after = next
 	}
+}
+
+// walkBatch reads up to walkBatch entries after the key after (from the
+// start if nil) and returns them with the last key read.
+func (s *Store) walkBatch(after []byte) ([]Info, []byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, nil, err
+	}
+	defer s.leave()
+	var batch []Info
+	var last []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketBlobs).Cursor()
+		k, v := c.First()
+		if after != nil {
+			k, v = c.Seek(after)
+			if k != nil && string(k) == string(after) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(batch) < walkBatch; k, v = c.Next() {
+			e, err := decodeEntry(v)
+			if err != nil {
+				return fmt.Errorf("read index %s: %w", k, err)
+			}
+			batch = append(batch, e.info(digest.Digest(k)))
+			last = append(last[:0], k...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("walk: %w", err)
+	}
+	s.mu.Lock()
+	for i := range batch {
+		if t, ok := s.access[batch[i].Digest]; ok && t > batch[i].LastAccess.UnixNano() {
+			batch[i].LastAccess = time.Unix(0, t)
+		}
+	}
+	s.mu.Unlock()
+	return batch, last, nil
 }

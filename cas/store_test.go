@@ -3,6 +3,7 @@ package cas_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -463,4 +464,41 @@ func (r *onceReader) Read(p []byte) (int, error) {
 	n := copy(p[:min(len(p), 10000)], r.b)
 	r.b = r.b[n:]
 	return n, nil
+}
+
+func TestOnChangeMayUseStore(t *testing.T) {
+	t.Parallel()
+	var s *cas.Store
+	var problems []string
+	s, _ = openStore(t, func(c *cas.Config) {
+		c.MaxBytes, c.HighWatermark, c.LowWatermark = 100, 0.5, 0.1
+		c.OnChange = func(ev cas.Event) {
+			_, err := s.Stat(context.Background(), ev.Digest)
+			if (ev.Kind == cas.Added) != (err == nil) {
+				problems = append(problems, fmt.Sprintf("%+v: Stat err = %v", ev, err))
+			}
+			_ = s.Usage()
+		}
+	})
+	b, d := testBlob(60, 17, digest.SHA256)
+	put(t, s, d, b, cas.WriteOptions{})
+	if _, err := s.Evict(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.NewUpload(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Append(t.Context(), bytesReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Commit(t.Context(), d, cas.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
 }

@@ -130,40 +130,48 @@ func (u *Upload) Commit(ctx context.Context, d digest.Digest, opts WriteOptions)
 	default:
 		return Info{}, fmt.Errorf("commit upload %s: invalid state %d", u.id, opts.State)
 	}
+	info, added, err := u.commit(ctx, d, opts)
+	if err != nil {
+		return Info{}, err
+	}
+	if added {
+		u.s.log.Debug("committed upload", "upload", u.id, "digest", d, "size", info.Size)
+		u.s.emit(Event{Kind: Added, Digest: d, Size: info.Size})
+		u.s.signalEvict()
+	}
+	return info, nil
+}
+
+func (u *Upload) commit(ctx context.Context, d digest.Digest, opts WriteOptions) (Info, bool, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.done || u.closed.Load() {
-		return Info{}, fmt.Errorf("commit upload %s: %w", u.id, ErrUploadUnknown)
+		return Info{}, false, fmt.Errorf("commit upload %s: %w", u.id, ErrUploadUnknown)
 	}
 	got, err := u.digest(ctx, d.Algorithm())
 	if err != nil {
-		return Info{}, fmt.Errorf("commit upload %s: %w", u.id, err)
+		return Info{}, false, fmt.Errorf("commit upload %s: %w", u.id, err)
 	}
 	if got != d {
-		return Info{}, fmt.Errorf("commit upload %s as %s: got %s: %w", u.id, d, got, ErrDigestMismatch)
+		return Info{}, false, fmt.Errorf("commit upload %s as %s: got %s: %w", u.id, d, got, ErrDigestMismatch)
 	}
 	if err := u.f.Sync(); err != nil {
-		return Info{}, fmt.Errorf("commit upload %s: sync: %w", u.id, err)
+		return Info{}, false, fmt.Errorf("commit upload %s: sync: %w", u.id, err)
 	}
 
 	s := u.s
 	if err := s.enter(); err != nil {
-		return Info{}, err
+		return Info{}, false, err
 	}
 	defer s.leave()
 	unlock := s.keys.lock(d)
 	info, added, err := u.publish(d, opts)
 	unlock()
 	if err != nil {
-		return Info{}, err
+		return Info{}, false, err
 	}
 	u.discard()
-	if added {
-		s.log.Debug("committed upload", "upload", u.id, "digest", d, "size", info.Size)
-		s.emit(Event{Kind: Added, Digest: d, Size: info.Size})
-		s.signalEvict()
-	}
-	return info, nil
+	return info, added, nil
 }
 
 // digest returns the upload's digest with alg: the running sha256, or a
