@@ -18,7 +18,6 @@ package meta
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -264,5 +263,3 @@ func (t *Tx) Repositories() []string {
 	return out
 }
 
-// ErrNotFound is returned by lookups that find nothing.
-var ErrNotFound = errors.New("meta: not found")
