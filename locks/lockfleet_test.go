@@ -1,0 +1,192 @@
+package locks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testServiceConfig returns fast lock settings for tests.
+func testServiceConfig() ServiceConfig {
+	c := DefaultServiceConfig()
+	c.DefaultTTL = time.Second
+	c.MaxTTL = time.Second
+	c.Grace = 1500 * time.Millisecond
+	c.RequestTimeout = time.Second
+	c.TickInterval = 10 * time.Millisecond
+	return c
+}
+
+const urlTag = "lock-url"
+
+// lockFleet runs lock services over loopback HTTP with a shared in-memory
+// membership. Links can be cut at the RPC level.
+type lockFleet struct {
+	t         testing.TB
+	mm        MemoryMembership
+	transport *http.Transport
+	cfg       ServiceConfig
+
+	mu    sync.Mutex
+	nodes map[string]*lockNode
+	cut   map[[2]string]bool
+}
+
+type lockNode struct {
+	member Member
+	svc    *Service
+	http   *httptest.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newLockFleet(t testing.TB, cfg ServiceConfig) *lockFleet {
+	f := &lockFleet{
+		t:         t,
+		transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
+		cfg:       cfg,
+		nodes:     make(map[string]*lockNode),
+		cut:       make(map[[2]string]bool),
+	}
+	t.Cleanup(func() {
+		f.mu.Lock()
+		nodes := make([]*lockNode, 0, len(f.nodes))
+		for _, n := range f.nodes {
+			nodes = append(nodes, n)
+		}
+		f.mu.Unlock()
+		for _, n := range nodes {
+			n.stop()
+		}
+		f.transport.CloseIdleConnections()
+	})
+	return f
+}
+
+func (n *lockNode) stop() {
+	n.http.CloseClientConnections()
+	n.http.Close()
+	n.cancel()
+	<-n.done
+}
+
+// cutRT fails requests over a cut link.
+type cutRT struct {
+	f        *lockFleet
+	from, to string
+}
+
+func (c cutRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.f.mu.Lock()
+	cut := c.f.cut[[2]string{c.from, c.to}]
+	c.f.mu.Unlock()
+	if cut {
+		return nil, errors.New("link cut")
+	}
+	return c.f.transport.RoundTrip(r)
+}
+
+// setLink cuts or restores the RPC link between a and b.
+func (f *lockFleet) setLink(a, b string, up bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if up {
+		delete(f.cut, [2]string{a, b})
+		delete(f.cut, [2]string{b, a})
+	} else {
+		f.cut[[2]string{a, b}] = true
+		f.cut[[2]string{b, a}] = true
+	}
+}
+
+// start runs a node (or restarts it under its old name) and marks it alive.
+func (f *lockFleet) start(name, group string, prio int, eligible bool) *lockNode {
+	f.t.Helper()
+	cfg := f.cfg
+	cfg.Membership = f.mm.View(name)
+	cfg.Dialer = func(m Member) (http.RoundTripper, string, error) {
+		return cutRT{f, name, m.Name}, m.Tags[urlTag], nil
+	}
+	cfg.Logger = testLogger().With("node", name)
+	svc, err := NewService(cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	srv := httptest.NewServer(svc)
+	m := Member{Name: name, Group: group, Status: StatusAlive, ProxyEligible: eligible, Priority: prio, Tags: map[string]string{urlTag: srv.URL}}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &lockNode{member: m, svc: svc, http: srv, cancel: cancel, done: make(chan struct{})}
+	f.mu.Lock()
+	f.nodes[name] = n
+	f.mu.Unlock()
+	f.mm.Set(m)
+	go func() {
+		defer close(n.done)
+		_ = svc.Run(ctx)
+	}()
+	return n
+}
+
+// kill crashes a node and then reports it failed in membership.
+func (f *lockFleet) kill(name string) {
+	f.mu.Lock()
+	n := f.nodes[name]
+	delete(f.nodes, name)
+	f.mu.Unlock()
+	n.stop()
+	f.mm.SetStatus(name, StatusFailed)
+}
+
+func (f *lockFleet) node(name string) *lockNode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[name]
+}
+
+// waitSettled waits until every node sees the same proxies and no owner is
+// in a grace period.
+func (f *lockFleet) waitSettled(d time.Duration) {
+	f.t.Helper()
+	waitFor(f.t, d, "lock fleet settled", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		want := Proxies(f.mm.Members())
+		now := time.Now()
+		for _, n := range f.nodes {
+			n.svc.mu.Lock()
+			same := len(n.svc.proxies) == len(want)
+			for i := range want {
+				same = same && n.svc.proxies[i].Name == want[i].Name
+			}
+			n.svc.mu.Unlock()
+			n.svc.srv.mu.Lock()
+			for _, g := range n.svc.srv.table.grace {
+				same = same && !now.Before(g.until)
+			}
+			n.svc.srv.mu.Unlock()
+			if !same {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// startGroups starts groups × size nodes named g<i>-n<j>; priority j, so
+// the last node of each group is its proxy.
+func (f *lockFleet) startGroups(groups, size int) []string {
+	var names []string
+	for g := range groups {
+		for j := range size {
+			name := fmt.Sprintf("g%d-n%d", g, j)
+			f.start(name, fmt.Sprintf("g%d", g), j, true)
+			names = append(names, name)
+		}
+	}
+	return names
+}
