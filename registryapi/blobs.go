@@ -116,6 +116,8 @@ func copyVerified(w http.ResponseWriter, r *http.Request, blob Blob, n int64) er
 	if blob.Verified == nil {
 		return nil
 	}
+	// Let the client have everything but the last byte while we wait.
+	_ = http.NewResponseController(w).Flush()
 	if err := blob.Verified(r.Context()); err != nil {
 		return fmt.Errorf("verify blob: %w", err)
 	}
