@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -418,5 +419,57 @@ func TestFollowerSeekAndSize(t *testing.T) {
 	}
 	if _, err := g.Read(buf); err == nil {
 		t.Error("Read after Close succeeded")
+	}
+}
+
+func TestRandomOverlappingWrites(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(4) {
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
+			t.Parallel()
+			s, _ := openStore(t, nil)
+			b, d := testBlob(512<<10, 500+seed, digest.SHA256)
+			w, err := s.Create(t.Context(), d, int64(len(b)), cas.WriteOptions{})
+			if err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			f, err := s.Follow(t.Context(), d)
+			if err != nil {
+				t.Fatalf("Follow: %v", err)
+			}
+			defer f.Close()
+			got := make(chan []byte, 1)
+			go func() {
+				all, err := io.ReadAll(f)
+				if err != nil {
+					t.Errorf("ReadAll: %v", err)
+				}
+				got <- all
+			}()
+			// Random ranges, overlapping each other, from six goroutines;
+			// then one pass that fills whatever is left.
+			var wg sync.WaitGroup
+			for k := range 6 {
+				r := rand.New(rand.NewPCG(seed, uint64(k)))
+				wg.Go(func() {
+					for range 30 {
+						off := r.IntN(len(b))
+						end := min(len(b), off+r.IntN(64<<10)+1)
+						if n, err := w.WriteAt(b[off:end], int64(off)); err != nil || n != end-off {
+							t.Errorf("WriteAt(%d, %d) = %d, %v", off, end, n, err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if _, err := w.WriteAt(b, 0); err != nil {
+				t.Fatalf("final WriteAt: %v", err)
+			}
+			if _, err := w.Commit(t.Context()); err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			assertBytes(t, "follower", <-got, b)
+			assertBytes(t, "committed", readBlob(t, s, d), b)
+		})
 	}
 }
