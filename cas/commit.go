@@ -110,9 +110,11 @@ func (w *Writer) publish(size int64) (Info, bool, error) {
 	if e, ok, err := s.lookup(w.d); err != nil {
 		return Info{}, false, fmt.Errorf("commit %s: %w", w.d, err)
 	} else if ok {
-		// An upload committed the same digest: same bytes, keep that file.
+		// An upload committed the same digest: same bytes, keep that file
+		// (and point late followers at it).
 		w.mu.Lock()
 		rmErr := os.Remove(w.path)
+		w.path = s.blobPath(w.d)
 		w.mu.Unlock()
 		if rmErr != nil {
 			s.log.Warn("remove temp file", "digest", w.d, "err", rmErr)

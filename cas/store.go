@@ -96,11 +96,12 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 		uploads: make(map[string]*Upload),
 		access:  make(map[digest.Digest]int64),
 	}
-	if err := prepareDirs(s.dir); err != nil {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	// The timeout turns a second store on the same directory (bbolt's
-	// flock) into an error instead of a hang.
+	// The index is opened first: its flock keeps a second store off this
+	// directory before anything in it is touched, and the timeout turns
+	// that into an error instead of a hang.
 	s.db, err = bolt.Open(filepath.Join(s.dir, indexFile), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open index: %w", err)
@@ -110,6 +111,9 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 			_ = s.db.Close()
 		}
 	}()
+	if err := prepareDirs(s.dir); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
 	if err := s.reconcile(); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

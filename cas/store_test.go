@@ -305,12 +305,21 @@ func TestClosedStore(t *testing.T) {
 func TestSecondOpenFails(t *testing.T) {
 	t.Parallel()
 	s, cfg := openStore(t, nil)
-	_ = s
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	if s2, err := cas.Open(ctx, cfg); err == nil {
+	b, d := testBlob(100, 18, digest.SHA256)
+	w, err := s.Create(t.Context(), d, int64(len(b)), cas.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := cas.Open(t.Context(), cfg); err == nil {
 		s2.Close()
 		t.Fatal("second Open of the same directory succeeded")
+	}
+	// The failed Open left the first store's write alone.
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(t.Context()); err != nil {
+		t.Fatalf("Commit after a failed second Open: %v", err)
 	}
 }
 
