@@ -22,6 +22,9 @@ func blobDigest(rt route) (digest.Digest, error) {
 
 // etagMatches reports whether an If-None-Match header matches etag.
 func etagMatches(header, etag string) bool {
+	if header == "" {
+		return false
+	}
 	for v := range strings.SplitSeq(header, ",") {
 		v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
 		if v == "*" || v == etag {
@@ -39,17 +42,20 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) erro
 	}
 	etag := `"` + d.String() + `"`
 	hdr := w.Header()
-	if r.Method == http.MethodHead {
+	notModified := etagMatches(r.Header.Get("If-None-Match"), etag)
+	if r.Method == http.MethodHead || notModified {
+		// Answerable from metadata: the ETag is the digest, so the client's
+		// copy is current iff the blob exists. No content is opened.
 		desc, err := h.b.StatBlob(r.Context(), rt.name, d)
 		if err != nil {
 			return fmt.Errorf("stat blob %s: %w", d, err)
 		}
 		setBlobHeaders(hdr, d, etag)
-		hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
-		if etagMatches(r.Header.Get("If-None-Match"), etag) {
+		if notModified {
 			w.WriteHeader(http.StatusNotModified)
 			return nil
 		}
+		hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
@@ -59,10 +65,6 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) erro
 	}
 	defer blob.Content.Close()
 	setBlobHeaders(hdr, d, etag)
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return nil
-	}
 	status := http.StatusOK
 	span := byteRange{Start: 0, End: blob.Size - 1}
 	if rh := r.Header.Get("Range"); rh != "" && ifRangeHolds(r.Header.Get("If-Range"), etag) {

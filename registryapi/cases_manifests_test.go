@@ -103,7 +103,7 @@ func manifestCalls() []call {
 		{name: "tags list negative n", method: "GET", path: "/v2/library/alpine/tags/list?n=-1", status: 400, code: "PAGINATION_NUMBER_INVALID"},
 		{name: "catalog", method: "GET", path: "/v2/_catalog", status: 200, wantBody: `{"repositories":["library/alpine","other/repo"]}`},
 		{name: "catalog page", method: "GET", path: "/v2/_catalog?n=1", status: 200, wantBody: `["library/alpine"]`,
-			wantHeader: map[string]string{"Link": `</v2/_catalog?last=library%2Falpine&n=1>; rel="next"`}},
+			wantHeader: map[string]string{"Link": `</v2/_catalog?n=1&last=library%2Falpine>; rel="next"`}},
 		{name: "catalog last page", method: "GET", path: "/v2/_catalog?n=1&last=library/alpine", status: 200, wantBody: `["other/repo"]`,
 			wantHeader: map[string]string{"Link": ""}},
 

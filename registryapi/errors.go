@@ -64,7 +64,9 @@ var (
 // Error is an API error: a code, optional detail, optional response
 // headers, and the cause (logged, never sent).
 type Error struct {
-	Code   ErrorCode
+	// Code is the OCI error code and status.
+	Code ErrorCode
+	// Detail is sent as the error's "detail" member when non-nil.
 	Detail any
 	// Header is added to the error response (e.g. Content-Range on a 416).
 	Header http.Header

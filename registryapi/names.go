@@ -47,7 +47,9 @@ func ParseDigest(s string) (digest.Digest, error) {
 
 // Reference is a manifest reference: a tag or a digest, exactly one set.
 type Reference struct {
-	Tag    string
+	// Tag is the tag, or "" for a digest reference.
+	Tag string
+	// Digest is the digest, or "" for a tag reference.
 	Digest digest.Digest
 }
 

@@ -35,10 +35,8 @@ func page(all []string, r *http.Request) ([]string, bool, error) {
 
 // nextLink sets the Link header to the page after the one ending at last.
 func nextLink(w http.ResponseWriter, r *http.Request, path, last string) {
-	q := url.Values{}
-	q.Set("n", r.URL.Query().Get("n"))
-	q.Set("last", last)
-	w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, path, q.Encode()))
+	n := r.URL.Query().Get("n")
+	w.Header().Set("Link", fmt.Sprintf(`<%s?n=%s&last=%s>; rel="next"`, path, url.QueryEscape(n), url.QueryEscape(last)))
 }
 
 // writeJSON writes v as a JSON response with the given content type.

@@ -285,24 +285,27 @@ type limitError struct{}
 
 func (*limitError) Error() string { return "upload exceeds size limit" }
 
-// limitReader fails with *limitError once more than left bytes are read.
+// limitReader yields at most left bytes and fails with *limitError if the
+// source has more, so an upload never holds more than the limit.
 type limitReader struct {
 	r    io.Reader
 	left int64
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
-	if l.left < 0 {
-		return 0, &limitError{}
+	if l.left <= 0 {
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			return 0, &limitError{}
+		}
+		return 0, err
 	}
-	if int64(len(p)) > l.left+1 {
-		p = p[:l.left+1]
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
 	}
 	n, err := l.r.Read(p)
 	l.left -= int64(n)
-	if l.left < 0 {
-		return n, &limitError{}
-	}
 	return n, err
 }
 
