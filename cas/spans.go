@@ -20,6 +20,14 @@ func (s spans) add(a, b int64) spans {
 	if a >= b {
 		return s
 	}
+	// Fast path for sequential writes: extend the last range in place.
+	if n := len(s); n > 0 && s[n-1].start <= a && a <= s[n-1].end {
+		s[n-1].end = max(s[n-1].end, b)
+		return s
+	}
+	if len(s) == 0 || s[len(s)-1].end < a {
+		return append(s, span{a, b})
+	}
 	out := make(spans, 0, len(s)+1)
 	i := 0
 	for ; i < len(s) && s[i].end < a; i++ {
