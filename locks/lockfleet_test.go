@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -38,6 +39,7 @@ type lockFleet struct {
 }
 
 type lockNode struct {
+	dead   atomic.Bool // crashed: sends nothing more
 	member Member
 	svc    *Service
 	http   *httptest.Server
@@ -75,9 +77,10 @@ func (n *lockNode) stop() {
 	<-n.done
 }
 
-// cutRT fails requests over a cut link.
+// cutRT fails requests over a cut link or from a crashed node.
 type cutRT struct {
 	f        *lockFleet
+	node     *lockNode
 	from, to string
 }
 
@@ -85,7 +88,7 @@ func (c cutRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.f.mu.Lock()
 	cut := c.f.cut[[2]string{c.from, c.to}]
 	c.f.mu.Unlock()
-	if cut {
+	if cut || c.node.dead.Load() {
 		return nil, errors.New("link cut")
 	}
 	return c.f.transport.RoundTrip(r)
@@ -107,10 +110,11 @@ func (f *lockFleet) setLink(a, b string, up bool) {
 // start runs a node (or restarts it under its old name) and marks it alive.
 func (f *lockFleet) start(name, group string, prio int, eligible bool) *lockNode {
 	f.t.Helper()
+	n := &lockNode{done: make(chan struct{})}
 	cfg := f.cfg
 	cfg.Membership = f.mm.View(name)
 	cfg.Dialer = func(m Member) (http.RoundTripper, string, error) {
-		return cutRT{f, name, m.Name}, m.Tags[urlTag], nil
+		return cutRT{f, n, name, m.Name}, m.Tags[urlTag], nil
 	}
 	cfg.Logger = testLogger().With("node", name)
 	svc, err := NewService(cfg)
@@ -120,7 +124,7 @@ func (f *lockFleet) start(name, group string, prio int, eligible bool) *lockNode
 	srv := httptest.NewServer(svc)
 	m := Member{Name: name, Group: group, Status: StatusAlive, ProxyEligible: eligible, Priority: prio, Tags: map[string]string{urlTag: srv.URL}}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := &lockNode{member: m, svc: svc, http: srv, cancel: cancel, done: make(chan struct{})}
+	n.member, n.svc, n.http, n.cancel = m, svc, srv, cancel
 	f.mu.Lock()
 	f.nodes[name] = n
 	f.mu.Unlock()
@@ -138,6 +142,7 @@ func (f *lockFleet) kill(name string) {
 	n := f.nodes[name]
 	delete(f.nodes, name)
 	f.mu.Unlock()
+	n.dead.Store(true)
 	n.stop()
 	f.mm.SetStatus(name, StatusFailed)
 }
