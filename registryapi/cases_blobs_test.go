@@ -22,7 +22,7 @@ func calls() []call {
 			wantHeader: map[string]string{"Docker-Distribution-API-Version": "registry/2.0", "Content-Type": "application/json"}},
 		{name: "base head", method: "HEAD", path: "/v2/", status: 200},
 		{name: "base no slash", method: "GET", path: "/v2", status: 200},
-		{name: "base post", method: "POST", path: "/v2/", status: 405, code: "UNSUPPORTED"},
+		{name: "base post", method: "POST", path: "/v2/", status: 405, code: "UNSUPPORTED", wantHeader: map[string]string{"Allow": "GET, HEAD"}},
 		{name: "outside api", method: "GET", path: "/v1/foo", status: 404, code: "NOT_FOUND"},
 		{name: "unknown endpoint", method: "GET", path: "/v2/library/alpine/things/x", status: 404, code: "NOT_FOUND"},
 

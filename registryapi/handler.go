@@ -3,7 +3,10 @@ package registryapi
 import (
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -33,9 +36,10 @@ func DefaultOptions() Options {
 
 // handler serves the API over a Backend.
 type handler struct {
-	b    Backend
-	opts Options
-	log  *slog.Logger
+	b     Backend
+	opts  Options
+	log   *slog.Logger
+	table map[route]methods
 }
 
 // NewHandler returns an http.Handler serving the OCI Distribution API v1.1
@@ -48,7 +52,9 @@ func NewHandler(b Backend, opts Options) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &handler{b: b, opts: opts, log: log}
+	h := &handler{b: b, opts: opts, log: log}
+	h.table = h.routes()
+	return h
 }
 
 // handlerFunc is an API handler: it writes a success response or returns
@@ -76,7 +82,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			err = apiErr(codeNotFound, map[string]string{"path": truncate(r.URL.Path, 300)})
 		} else {
-			err = h.dispatch(rt)(rec, r, rt)
+			err = h.dispatch(rec, r, rt)
 		}
 	}
 	if err == nil {
@@ -98,43 +104,46 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeError(rec, r, e)
 }
 
-// dispatch picks the handler for a route and method.
-func (h *handler) dispatch(rt route) handlerFunc {
-	var m map[string]handlerFunc
-	switch rt.kind {
-	case routeBase:
-		m = map[string]handlerFunc{http.MethodGet: h.base, http.MethodHead: h.base}
-	case routeCatalog:
-		m = map[string]handlerFunc{http.MethodGet: h.catalog}
-	case routeTags:
-		m = map[string]handlerFunc{http.MethodGet: h.tags}
-	case routeReferrers:
-		m = map[string]handlerFunc{http.MethodGet: h.referrers}
-	case routeBlob:
-		m = map[string]handlerFunc{
-			http.MethodGet: h.getBlob, http.MethodHead: h.getBlob, http.MethodDelete: h.deleteBlob,
-		}
-	case routeManifest:
-		m = map[string]handlerFunc{
+// methods maps each endpoint to its handlers by method.
+type methods map[string]handlerFunc
+
+// routes builds the routing table; an upload route without an id is the
+// upload start endpoint.
+func (h *handler) routes() map[route]methods {
+	return map[route]methods{
+		{kind: routeBase}:      {http.MethodGet: h.base, http.MethodHead: h.base},
+		{kind: routeCatalog}:   {http.MethodGet: h.catalog},
+		{kind: routeTags}:      {http.MethodGet: h.tags},
+		{kind: routeReferrers}: {http.MethodGet: h.referrers},
+		{kind: routeBlob}:      {http.MethodGet: h.getBlob, http.MethodHead: h.getBlob, http.MethodDelete: h.deleteBlob},
+		{kind: routeManifest}: {
 			http.MethodGet: h.getManifest, http.MethodHead: h.getManifest,
 			http.MethodPut: h.putManifest, http.MethodDelete: h.deleteManifest,
-		}
-	case routeUpload:
-		if rt.arg == "" {
-			m = map[string]handlerFunc{http.MethodPost: h.startUpload}
-		} else {
-			m = map[string]handlerFunc{
-				http.MethodGet: h.uploadStatus, http.MethodPatch: h.patchUpload,
-				http.MethodPut: h.putUpload, http.MethodDelete: h.cancelUpload,
-			}
-		}
+		},
+		{kind: routeUpload}: {http.MethodPost: h.startUpload},
+		{kind: routeUpload, arg: "id"}: {
+			http.MethodGet: h.uploadStatus, http.MethodPatch: h.patchUpload,
+			http.MethodPut: h.putUpload, http.MethodDelete: h.cancelUpload,
+		},
 	}
-	return func(w http.ResponseWriter, r *http.Request, rt route) error {
-		f, ok := m[r.Method]
-		if !ok {
-			return apiErr(CodeUnsupported, map[string]string{"method": r.Method})
-		}
+}
+
+// dispatch calls the handler for the route and method; another method is
+// UNSUPPORTED (405) with an Allow header.
+func (h *handler) dispatch(w http.ResponseWriter, r *http.Request, rt route) error {
+	key := route{kind: rt.kind}
+	if rt.kind == routeUpload && rt.arg != "" {
+		key.arg = "id"
+	}
+	ms := h.table[key]
+	if f, ok := ms[r.Method]; ok {
 		return f(w, r, rt)
+	}
+	allow := slices.Sorted(maps.Keys(ms))
+	return &Error{
+		Code:   CodeUnsupported,
+		Detail: map[string]string{"method": truncate(r.Method, 20)},
+		Header: http.Header{"Allow": {strings.Join(allow, ", ")}},
 	}
 }
 
