@@ -99,7 +99,7 @@ func (w *Writer) commit(written spans, hashErr error) (info Info, added bool, er
 	w.info = info
 	w.broadcast()
 	w.mu.Unlock()
-	_ = w.f.Close()
+	w.releaseFile()
 	return info, added, nil
 }
 

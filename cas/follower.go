@@ -23,8 +23,10 @@ type Follower struct {
 	ctx  context.Context // bounds blocking reads, as documented on Follow
 	d    digest.Digest
 	w    *Writer  // nil if the blob was committed when Follow was called
-	f    *os.File // its own descriptor; it survives the commit's rename
+	f    *os.File // the file; its descriptor survives the commit's rename
 	size int64    // committed size, or the writer's expected size
+	// shared says f is the writer's descriptor, released with releaseFile.
+	shared bool
 
 	done      chan struct{} // closed by Close: wakes blocked reads
 	closeOnce sync.Once
@@ -64,22 +66,29 @@ func (s *Store) Follow(ctx context.Context, d digest.Digest) (*Follower, error) 
 	return &Follower{ctx: ctx, d: d, f: f, size: e.size, done: make(chan struct{})}, nil
 }
 
-// follow opens a Follower on w's file.
+// follow returns a Follower sharing w's descriptor (or with its own, if
+// the writer already committed and closed it).
 func (w *Writer) follow(ctx context.Context) (*Follower, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.state == stateFailed {
 		return nil, fmt.Errorf("follow %s: %w", w.d, w.err)
 	}
+	fl := &Follower{ctx: ctx, d: w.d, w: w, size: w.size, done: make(chan struct{})}
+	if w.state == stateCommitted {
+		fl.size = w.info.Size
+	}
+	if w.fileRefs > 0 {
+		w.fileRefs++
+		fl.f, fl.shared = w.f, true
+		return fl, nil
+	}
 	f, err := os.Open(w.path) // under w.mu: not renamed or removed meanwhile
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", w.d, err)
 	}
-	size := w.size
-	if w.state == stateCommitted {
-		size = w.info.Size
-	}
-	return &Follower{ctx: ctx, d: w.d, w: w, f: f, size: size, done: make(chan struct{})}, nil
+	fl.f = f
+	return fl, nil
 }
 
 // await blocks until the bytes at off are readable: n bytes (or up to the
@@ -163,6 +172,9 @@ func (f *Follower) ReadAt(p []byte, off int64) (int, error) {
 
 // read reads from the file; before the commit it never reports io.EOF.
 func (f *Follower) read(p []byte, off int64, committed bool) (int, error) {
+	if isClosed(f.done) { // a shared descriptor stays open for the others
+		return 0, fmt.Errorf("follow %s: %w", f.d, errFollowerClosed)
+	}
 	n, err := f.f.ReadAt(p, off)
 	switch {
 	case errors.Is(err, os.ErrClosed):
@@ -246,6 +258,10 @@ func (f *Follower) Close() error {
 	var err error
 	f.closeOnce.Do(func() {
 		close(f.done)
+		if f.shared {
+			f.w.releaseFile()
+			return
+		}
 		err = f.f.Close()
 	})
 	return err

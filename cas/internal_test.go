@@ -457,3 +457,63 @@ func TestReconcileAtOpen(t *testing.T) {
 		t.Errorf("Usage() = %+v, want 5000 bytes in 2 blobs", u)
 	}
 }
+
+func TestFollowersShareTheWritersDescriptor(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestStore(t, DefaultConfig(t.TempDir()))
+	b, d := blobOf(1, 1000)
+	w, err := s.Create(t.Context(), d, int64(len(b)), WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(b[:500]); err != nil {
+		t.Fatal(err)
+	}
+	var fs []*Follower
+	for range 100 {
+		f, err := s.Follow(t.Context(), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.f != w.f {
+			t.Fatal("follower opened its own descriptor")
+		}
+		fs = append(fs, f)
+	}
+	refs := func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.fileRefs
+	}
+	if got := refs(); got != 101 {
+		t.Errorf("fileRefs = %d, want 101", got)
+	}
+	if err := fs[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs[0].ReadAt(make([]byte, 10), 0); !errors.Is(err, errFollowerClosed) {
+		t.Errorf("ReadAt after Close: err = %v, want errFollowerClosed", err)
+	}
+	if _, err := fs[1].ReadAt(make([]byte, 10), 0); err != nil {
+		t.Errorf("ReadAt on another follower: %v", err)
+	}
+	if _, err := w.Write(b[500:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(b))
+	if _, err := fs[1].ReadAt(got, 0); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("ReadAt after commit: %v", err)
+	}
+	for _, f := range fs[1:] {
+		f.Close()
+	}
+	if got := refs(); got != 0 {
+		t.Errorf("fileRefs = %d after everyone let go, want 0", got)
+	}
+	if _, err := w.f.Stat(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("writer's file still open: %v", err)
+	}
+}

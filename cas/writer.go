@@ -62,6 +62,10 @@ type Writer struct {
 	hashErr  error // reading bytes back failed
 	info     Info  // set at commit
 	changed  chan struct{}
+	// fileRefs counts the holders of f: the writer until it commits or
+	// fails, and every Follower sharing it. The last one closes f, so a
+	// thousand followers cost no extra descriptors.
+	fileRefs int
 }
 
 var (
@@ -107,7 +111,7 @@ func (s *Store) Create(ctx context.Context, d digest.Digest, size int64, opts Wr
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", d, err)
 	}
-	w := &Writer{s: s, d: d, size: size, opts: opts, f: f, path: f.Name(), h: d.Algorithm().Hash()}
+	w := &Writer{s: s, d: d, size: size, opts: opts, f: f, path: f.Name(), h: d.Algorithm().Hash(), fileRefs: 1}
 	s.mu.Lock()
 	s.writers[d] = w
 	s.mu.Unlock()
@@ -270,6 +274,17 @@ func (w *Writer) broadcast() {
 	}
 }
 
+// releaseFile drops one reference to f and closes it after the last.
+func (w *Writer) releaseFile() {
+	w.mu.Lock()
+	w.fileRefs--
+	last := w.fileRefs == 0
+	w.mu.Unlock()
+	if last {
+		_ = w.f.Close()
+	}
+}
+
 // Abort discards the write; followers fail with cause. Safe after Commit (no-op).
 func (w *Writer) Abort(cause error) {
 	if cause == nil {
@@ -294,7 +309,7 @@ func (w *Writer) fail(err error, abort bool) {
 	}
 	w.broadcast()
 	w.mu.Unlock()
-	_ = w.f.Close()
+	w.releaseFile()
 
 	w.s.mu.Lock()
 	if w.s.writers[w.d] == w {
