@@ -169,7 +169,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 		defer cancel()
-		a.log.Info("draining", "timeout", drainTimeout)
+		a.log.Info("draining", "timeout", drainTimeout.String())
 		return errors.Join(regSrv.Shutdown(sctx), admSrv.Shutdown(sctx))
 	})
 	a.readyOnce.Do(func() { close(a.ready) })
