@@ -29,8 +29,10 @@ type DownloadOptions struct {
 	// Default 2.
 	StreamsPerPeer int
 	// StallTimeout drops a peer whose response sends no byte for this
-	// long. Default 10s.
+	// long (once connected). Default 10s.
 	StallTimeout time.Duration
+	// ConnectTimeout bounds connecting to a provider. Default 10s.
+	ConnectTimeout time.Duration
 }
 
 // DefaultDownloadOptions returns the production defaults.
@@ -41,12 +43,13 @@ func DefaultDownloadOptions() DownloadOptions {
 		MaxPeers:       4,
 		StreamsPerPeer: 2,
 		StallTimeout:   10 * time.Second,
+		ConnectTimeout: 10 * time.Second,
 	}
 }
 
 // Validate reports an option error.
 func (o DownloadOptions) Validate() error {
-	if o.ChunkSize <= 0 || o.MaxRun <= 0 || o.MaxPeers <= 0 || o.StreamsPerPeer <= 0 || o.StallTimeout <= 0 {
+	if o.ChunkSize <= 0 || o.MaxRun <= 0 || o.MaxPeers <= 0 || o.StreamsPerPeer <= 0 || o.StallTimeout <= 0 || o.ConnectTimeout <= 0 {
 		return fmt.Errorf("download options must all be positive: %+v", o)
 	}
 	return nil
@@ -174,7 +177,7 @@ func (n *Node) download(ctx context.Context, d digest.Digest, size int64, provid
 	dl.spare = slices.Clone(cands[len(active):])
 	dl.mu.Lock()
 	for _, ai := range active {
-		dl.startLocked(ai.ID)
+		dl.startLocked(ai)
 	}
 	dl.mu.Unlock()
 	dl.wg.Wait()
@@ -212,11 +215,11 @@ func (n *Node) candidates(providers []peer.AddrInfo, exclude []peer.ID) []peer.A
 	return n.scores.Rank(out, time.Now())
 }
 
-func (dl *download) startLocked(p peer.ID) {
+func (dl *download) startLocked(ai peer.AddrInfo) {
 	for range dl.opts.StreamsPerPeer {
 		dl.workers++
 		dl.wg.Add(1)
-		go dl.worker(p)
+		go dl.worker(ai)
 	}
 }
 
@@ -247,28 +250,42 @@ func (dl *download) lease(p peer.ID) (sp Span, ok bool) {
 	}
 }
 
-func (dl *download) worker(p peer.ID) {
+func (dl *download) worker(ai peer.AddrInfo) {
 	defer dl.wg.Done()
+	p := ai.ID
+	// Connect first (concurrent dials to one peer are merged by the host),
+	// so the stall watchdog times transfers, not handshakes.
+	ctx, cancel := context.WithTimeout(dl.ctx, dl.opts.ConnectTimeout)
+	err := dl.n.host.Connect(ctx, ai)
+	cancel()
+	if err != nil {
+		dl.quit(p, Span{}, fmt.Errorf("connect: %w", err))
+		return
+	}
 	buf := make([]byte, 256<<10)
 	for {
 		sp, ok := dl.lease(p)
 		if !ok {
 			return
 		}
-		err := dl.fetch(p, sp, buf)
-		if err == nil {
-			continue
+		if err := dl.fetch(p, sp, buf); err != nil {
+			dl.quit(p, sp, err)
+			return
 		}
-		dl.mu.Lock()
-		dl.sched.Release(sp, p)
-		if dl.ctx.Err() == nil && !dl.dead[p] {
-			dl.dropLocked(p, err)
-		}
-		dl.workers--
-		dl.broadcastLocked()
-		dl.mu.Unlock()
-		return
 	}
+}
+
+// quit ends a worker of p after err: sp goes back to the queue and p is
+// dropped from the download.
+func (dl *download) quit(p peer.ID, sp Span, err error) {
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	dl.sched.Release(sp, p)
+	if dl.ctx.Err() == nil && !dl.dead[p] {
+		dl.dropLocked(p, err)
+	}
+	dl.workers--
+	dl.broadcastLocked()
 }
 
 // dropLocked removes p from the download, penalises it, and brings in a
@@ -285,7 +302,7 @@ func (dl *download) dropLocked(p peer.ID, err error) {
 	if len(dl.spare) > 0 {
 		next := dl.spare[0]
 		dl.spare = dl.spare[1:]
-		dl.startLocked(next.ID)
+		dl.startLocked(next)
 	}
 }
 

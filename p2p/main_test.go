@@ -42,7 +42,7 @@ func testConfig() Config {
 	cfg.FindGrace = 50 * time.Millisecond
 	cfg.Download.ChunkSize = 64 << 10
 	cfg.Download.MaxRun = 4
-	cfg.Download.StallTimeout = time.Second
+	cfg.Download.StallTimeout = 5 * time.Second
 	if os.Getenv("P2P_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -1,0 +1,123 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// TestBlobHTTP checks HEAD, GET and Range semantics over libp2p streams.
+func TestBlobHTTP(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel) // the parallel subtests outlive this function's body
+	blob := []byte("0123456789abcdefghij")
+	src := NewMemorySource()
+	d := src.Put(blob)
+	server := startNode(t, testConfig(), src)
+	client := startNode(t, testConfig(), NewMemorySource())
+	if err := client.Connect(ctx, server.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + hostOf(server.ID())
+	missing := digest.FromString("missing")
+
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		rng        string
+		wantCode   int
+		wantBody   string
+		wantHeader map[string]string
+	}{
+		{"head", http.MethodHead, "/blobs/" + d.String(), "", 200, "",
+			map[string]string{"Content-Length": "20", "Docker-Content-Digest": d.String(), "Accept-Ranges": "bytes"}},
+		{"get whole", http.MethodGet, "/blobs/" + d.String(), "", 200, string(blob), nil},
+		{"get range", http.MethodGet, "/blobs/" + d.String(), "bytes=5-9", 206, "56789",
+			map[string]string{"Content-Range": "bytes 5-9/20", "Content-Length": "5"}},
+		{"open range", http.MethodGet, "/blobs/" + d.String(), "bytes=15-", 206, "fghij", nil},
+		{"suffix range", http.MethodGet, "/blobs/" + d.String(), "bytes=-3", 206, "hij", nil},
+		{"range clipped", http.MethodGet, "/blobs/" + d.String(), "bytes=18-100", 206, "ij",
+			map[string]string{"Content-Range": "bytes 18-19/20"}},
+		{"head range", http.MethodHead, "/blobs/" + d.String(), "bytes=0-1", 206, "",
+			map[string]string{"Content-Range": "bytes 0-1/20", "Content-Length": "2"}},
+		{"unsatisfiable", http.MethodGet, "/blobs/" + d.String(), "bytes=20-", 416, "",
+			map[string]string{"Content-Range": "bytes */20"}},
+		{"malformed range", http.MethodGet, "/blobs/" + d.String(), "bytes=9-5", 400, "", nil},
+		{"missing blob", http.MethodGet, "/blobs/" + missing.String(), "", 404, "", nil},
+		{"head missing", http.MethodHead, "/blobs/" + missing.String(), "", 404, "", nil},
+		{"bad digest", http.MethodGet, "/blobs/sha256:nothex", "", 400, "", nil},
+		{"post refused", http.MethodPost, "/blobs/" + d.String(), "", 405, "", nil},
+		{"probe", http.MethodGet, "/probe?bytes=1000", "", 200, "", map[string]string{"Content-Length": "1000"}},
+		{"probe too large", http.MethodGet, "/probe?bytes=99999999", "", 400, "", nil},
+		{"probe no size", http.MethodGet, "/probe", "", 400, "", nil},
+		{"unknown path", http.MethodGet, "/v2/", "", 404, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequestWithContext(ctx, tt.method, base+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.rng != "" {
+				req.Header.Set("Range", tt.rng)
+			}
+			resp, err := client.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.wantCode {
+				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tt.wantCode, body)
+			}
+			if tt.wantBody != "" && string(body) != tt.wantBody {
+				t.Errorf("body %q, want %q", body, tt.wantBody)
+			}
+			for k, v := range tt.wantHeader {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("header %s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestStatAndProbe(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	src := NewMemorySource()
+	d := src.Put([]byte(strings.Repeat("x", 1234)))
+	server := startNode(t, testConfig(), src)
+	client := startNode(t, testConfig(), NewMemorySource())
+	if err := client.Connect(ctx, server.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if size, err := client.Stat(ctx, server.ID(), d); err != nil || size != 1234 {
+		t.Fatalf("Stat = %d, %v", size, err)
+	}
+	if _, err := client.Stat(ctx, server.ID(), digest.FromString("nope")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Stat(missing) err = %v, want ErrNotFound", err)
+	}
+	if _, err := client.Probe(ctx, server.ID(), 256<<10); err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	if client.Score(server.ID()).Throughput <= 0 {
+		t.Fatal("probe did not record throughput")
+	}
+	if _, err := client.Probe(ctx, server.ID(), MaxProbeBytes+1); err == nil {
+		t.Fatal("oversized probe accepted")
+	}
+}
