@@ -144,22 +144,27 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// DefaultDataDir is $STATE_DIRECTORY (systemd), else /var/lib/shoal when it
-// is writable, else the user's state directory.
+// DefaultDataDir is $STATE_DIRECTORY (systemd), else the first writable of
+// /var/lib/shoal, $XDG_STATE_HOME/shoal, ~/.local/state/shoal and
+// <tmp>/shoal-<uid>, so that `shoal agent` runs as any user.
 func DefaultDataDir() string {
 	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
 		return strings.Split(d, ":")[0]
 	}
-	if writable("/var/lib/shoal") {
-		return "/var/lib/shoal"
-	}
+	candidates := []string{"/var/lib/shoal"}
 	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "shoal")
+		candidates = append(candidates, filepath.Join(d, "shoal"))
 	}
 	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".local", "state", "shoal")
+		candidates = append(candidates, filepath.Join(home, ".local", "state", "shoal"))
 	}
-	return filepath.Join(os.TempDir(), "shoal")
+	fallback := filepath.Join(os.TempDir(), fmt.Sprintf("shoal-%d", os.Getuid()))
+	for _, dir := range candidates {
+		if writable(dir) {
+			return dir
+		}
+	}
+	return fallback
 }
 
 // writable reports whether dir exists and is writable, or can be created.
