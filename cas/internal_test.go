@@ -395,6 +395,14 @@ func TestReconcileAtOpen(t *testing.T) {
 	if err := s.Pin(t.Context(), dKept); err != nil {
 		t.Fatal(err)
 	}
+	garbled, dGarbled := blobOf(5, 500)
+	commitBlob(t, s, garbled, dGarbled, StateReplicated)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBlobs).Put([]byte(dGarbled), []byte{99, 1, 2})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	orphan, dOrphan := blobOf(4, 4000)
 	orphanPath := s.blobPath(dOrphan)
 	lostPath, truncPath := s.blobPath(dLost), s.blobPath(dTrunc)
@@ -437,6 +445,7 @@ func TestReconcileAtOpen(t *testing.T) {
 		{"file lost", dLost, nil},
 		{"truncated", dTrunc, nil},
 		{"orphan file", dOrphan, &Info{Size: 4000, State: StateLocal}},
+		{"unreadable entry", dGarbled, &Info{Size: 500, State: StateLocal}},
 	}
 	for _, tt := range tests {
 		info, err := s.Stat(t.Context(), tt.d)
@@ -453,8 +462,8 @@ func TestReconcileAtOpen(t *testing.T) {
 	if _, err := os.Stat(stray); err != nil {
 		t.Errorf("stray file was touched: %v", err)
 	}
-	if u := s.Usage(); u.Bytes != 5000 || u.Blobs != 2 {
-		t.Errorf("Usage() = %+v, want 5000 bytes in 2 blobs", u)
+	if u := s.Usage(); u.Bytes != 5500 || u.Blobs != 3 {
+		t.Errorf("Usage() = %+v, want 5500 bytes in 3 blobs", u)
 	}
 }
 

@@ -180,7 +180,12 @@ func (s *Store) reconcile() error {
 			switch {
 			case !ok:
 				stale = append(stale, k)
-			case derr != nil || e.size != size:
+			case derr != nil:
+				// Unreadable entry: keep the blob, re-added below as
+				// StateLocal like any file without an entry.
+				s.log.Warn("unreadable index entry; re-indexing blob", "digest", d, "err", derr)
+				stale = append(stale, k)
+			case e.size != size:
 				s.log.Warn("blob size disagrees with index; removing", "digest", d, "file", size, "index", e.size)
 				if err := os.Remove(s.blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return fmt.Errorf("remove %s: %w", d, err)
