@@ -262,4 +262,3 @@ func (t *Tx) Repositories() []string {
 	slices.Sort(out)
 	return out
 }
-
