@@ -166,6 +166,7 @@ type recorder struct {
 	wrote bool
 }
 
+// WriteHeader records the first status and forwards.
 func (r *recorder) WriteHeader(code int) {
 	if !r.wrote {
 		r.code = code
@@ -174,6 +175,7 @@ func (r *recorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
+// Write forwards, recording an implicit 200.
 func (r *recorder) Write(p []byte) (int, error) {
 	if !r.wrote {
 		r.WriteHeader(http.StatusOK)

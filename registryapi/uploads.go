@@ -346,4 +346,5 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close is a no-op: the server closes the request body it wraps.
 func (e *exactReader) Close() error { return nil }
