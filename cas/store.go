@@ -74,7 +74,7 @@ func (c Config) Validate() error {
 
 // Open opens (creating if needed) the store, removes leftovers of
 // interrupted writes and uploads, and reconciles the index with the files.
-func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
+func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -102,19 +102,17 @@ func Open(ctx context.Context, cfg Config) (_ *Store, err error) {
 	// The index is opened first: its flock keeps a second store off this
 	// directory before anything in it is touched, and the timeout turns
 	// that into an error instead of a hang.
-	s.db, err = bolt.Open(filepath.Join(s.dir, indexFile), 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bolt.Open(filepath.Join(s.dir, indexFile), 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = s.db.Close()
-		}
-	}()
+	s.db = db
 	if err := prepareDirs(s.dir); err != nil {
+		_ = db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if err := s.reconcile(); err != nil {
+		_ = db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.log.Debug("opened blob store", "dir", s.dir, "blobs", s.blobs, "bytes", s.bytes)

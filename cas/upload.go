@@ -44,7 +44,7 @@ func (s *Store) NewUpload(ctx context.Context) (*Upload, error) {
 	defer s.leave()
 	id := randomID()
 	path := filepath.Join(s.dir, uploadsDir, id)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("new upload: %w", err)
 	}
