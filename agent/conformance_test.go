@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// TestConformance runs the OCI distribution-spec conformance suite, with
-// every API and data setting at its default, against a fresh agent.
+// TestConformance runs the OCI distribution-spec conformance suite against
+// a fresh agent: every API and data setting at its default, plus the
+// optional upload-cancel, digest-header and tag-parameter workflows.
 func TestConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("conformance suite: not in -short")
@@ -25,6 +26,11 @@ func TestConformance(t *testing.T) {
 		"OCI_REGISTRY="+a.RegistryAddr(),
 		"OCI_TLS=disabled",
 		"OCI_RESULTS_DIR="+results,
+		// Beyond the defaults: optional features the agent also supports.
+		"OCI_API_BLOBS_UPLOAD_CANCEL=true",
+		"OCI_API_BLOBS_DIGEST_HEADER=true",
+		"OCI_API_MANIFESTS_DIGEST_HEADER=true",
+		"OCI_API_MANIFESTS_TAG_PARAM=true",
 	)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
