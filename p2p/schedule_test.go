@@ -127,7 +127,7 @@ func TestScheduleReleaseReassigns(t *testing.T) {
 func TestBlame(t *testing.T) {
 	t.Parallel()
 	const a, b, c = peer.ID("a"), peer.ID("b"), peer.ID("c")
-	sum := func(x byte) [32]byte { return [32]byte{x} }
+	sum := func(x byte) uint64 { return uint64(x) }
 	good := DownloadStats{ChunkSize: 10, Chunks: []ChunkSource{{a, sum(1)}, {a, sum(2)}, {a, sum(3)}}}
 	tests := []struct {
 		name   string
