@@ -130,14 +130,14 @@ func lockerSuite(t *testing.T, newLockers func(t *testing.T) []Locker) {
 			_ = l.Release(ctx)
 		}},
 		{"lease renews past its TTL", func(t *testing.T, a, b Locker) {
-			l, err := a.Acquire(ctx, "r", AcquireOptions{TTL: 300 * time.Millisecond})
+			l, err := a.Acquire(ctx, "r", AcquireOptions{TTL: 600 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
 			select {
 			case <-l.Lost():
 				t.Fatal("lease lost while renewing")
-			case <-time.After(time.Second):
+			case <-time.After(1500 * time.Millisecond):
 			}
 			if _, err := b.Acquire(ctx, "r", AcquireOptions{}); !errors.Is(err, ErrTimeout) {
 				t.Fatalf("renewed lock taken: %v", err)

@@ -66,7 +66,7 @@ func (n *serfNode) stop(crash bool) {
 	<-n.done
 }
 
-func startSerfNode(t testing.TB, mn *MemoryNetwork, name, group string, prio int, join []string, tags map[string]string) *serfNode {
+func startSerfNode(t testing.TB, mn *MemoryNetwork, name, group string, prio int, join []string, tags map[string]string, tune func(*Config)) *serfNode {
 	t.Helper()
 	tr := mn.NewTransport(name)
 	cfg := DefaultConfig()
@@ -77,6 +77,9 @@ func startSerfNode(t testing.TB, mn *MemoryNetwork, name, group string, prio int
 	cfg.Tags = tags
 	cfg.Logger = testLogger().With("node", name)
 	cfg.Memberlist = fastMemberlist(tr)
+	if tune != nil {
+		tune(&cfg)
+	}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +133,7 @@ func TestClusterElectionAndFailover(t *testing.T) {
 				join = []string{nodes[0].transport.Addr()}
 			}
 			_ = gi
-			nodes = append(nodes, startSerfNode(t, &mn, name, g, i, join, nil))
+			nodes = append(nodes, startSerfNode(t, &mn, name, g, i, join, nil, nil))
 		}
 	}
 	t.Cleanup(func() {
@@ -176,7 +179,7 @@ func TestClusterElectionAndFailover(t *testing.T) {
 
 	// Restart it: it becomes g1's proxy again, and everyone agrees on the
 	// owner of every sampled lock name (no split ownership).
-	nodes[7] = startSerfNode(t, &mn, victim.name, "g1", 3, []string{nodes[0].transport.Addr()}, nil)
+	nodes[7] = startSerfNode(t, &mn, victim.name, "g1", 3, []string{nodes[0].transport.Addr()}, nil, nil)
 	waitFor(t, 5*time.Second, "restarted proxy agreed", func() bool {
 		p, ok := agreed(nodes, groups)
 		return ok && p["g1"] == "g1-n3"

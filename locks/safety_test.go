@@ -20,6 +20,7 @@ type holdRecord struct {
 	lock       string
 	limit      int
 	token      uint64
+	asked      time.Time // before Acquire was called: the grant came later
 	start, end time.Time
 }
 
@@ -70,7 +71,7 @@ func checkHistory(records []holdRecord) []string {
 				problems = append(problems, fmt.Sprintf("%s: %d holders at %v, limit %d", lock, active, a.start.Format("15:04:05.000"), a.limit))
 			}
 			for _, b := range rs {
-				if !a.end.After(b.start) && a.token >= b.token {
+				if !a.end.After(b.asked) && a.token >= b.token {
 					problems = append(problems, fmt.Sprintf("%s: token %d (%s, ended %v) then %d (%s, began %v): tokens went backwards",
 						lock, a.token, a.node, a.end.Format("15:04:05.000"), b.token, b.node, b.start.Format("15:04:05.000")))
 				}
@@ -88,13 +89,13 @@ func TestCheckHistoryFindsViolations(t *testing.T) {
 		records []holdRecord
 		bad     bool
 	}{
-		{"sequential", []holdRecord{{"a", "l", 1, 1, ms(0), ms(10)}, {"b", "l", 1, 2, ms(10), ms(20)}}, false},
-		{"overlap", []holdRecord{{"a", "l", 1, 1, ms(0), ms(10)}, {"b", "l", 1, 2, ms(9), ms(20)}}, true},
-		{"semaphore ok", []holdRecord{{"a", "s", 2, 1, ms(0), ms(10)}, {"b", "s", 2, 2, ms(5), ms(20)}}, false},
-		{"semaphore over", []holdRecord{{"a", "s", 2, 1, ms(0), ms(10)}, {"b", "s", 2, 2, ms(1), ms(20)}, {"c", "s", 2, 3, ms(2), ms(3)}}, true},
-		{"backwards", []holdRecord{{"a", "l", 1, 5, ms(0), ms(10)}, {"b", "l", 1, 2, ms(11), ms(20)}}, true},
-		{"duplicate token", []holdRecord{{"a", "s", 2, 5, ms(0), ms(10)}, {"b", "s", 2, 5, ms(1), ms(20)}}, true},
-		{"other locks", []holdRecord{{"a", "l", 1, 5, ms(0), ms(10)}, {"b", "m", 1, 2, ms(1), ms(20)}}, false},
+		{"sequential", []holdRecord{{"a", "l", 1, 1, ms(0), ms(0), ms(10)}, {"b", "l", 1, 2, ms(10), ms(10), ms(20)}}, false},
+		{"overlap", []holdRecord{{"a", "l", 1, 1, ms(0), ms(0), ms(10)}, {"b", "l", 1, 2, ms(9), ms(9), ms(20)}}, true},
+		{"semaphore ok", []holdRecord{{"a", "s", 2, 1, ms(0), ms(0), ms(10)}, {"b", "s", 2, 2, ms(5), ms(5), ms(20)}}, false},
+		{"semaphore over", []holdRecord{{"a", "s", 2, 1, ms(0), ms(0), ms(10)}, {"b", "s", 2, 2, ms(1), ms(1), ms(20)}, {"c", "s", 2, 3, ms(2), ms(2), ms(3)}}, true},
+		{"backwards", []holdRecord{{"a", "l", 1, 5, ms(0), ms(0), ms(10)}, {"b", "l", 1, 2, ms(11), ms(11), ms(20)}}, true},
+		{"duplicate token", []holdRecord{{"a", "s", 2, 5, ms(0), ms(0), ms(10)}, {"b", "s", 2, 5, ms(1), ms(1), ms(20)}}, true},
+		{"other locks", []holdRecord{{"a", "l", 1, 5, ms(0), ms(0), ms(10)}, {"b", "m", 1, 2, ms(1), ms(1), ms(20)}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,12 +150,13 @@ func (s *safetyRun) work(ctx context.Context, node string, svc *Service, names [
 	for ctx.Err() == nil {
 		lock := names[rng.IntN(len(names))]
 		limit := s.locks[lock]
+		asked := time.Now()
 		l, err := svc.Acquire(ctx, lock, AcquireOptions{Limit: limit, Wait: time.Duration(100+rng.IntN(600)) * time.Millisecond})
 		if err != nil {
 			continue
 		}
 		start := time.Now()
-		rec := holdRecord{node: node, lock: lock, limit: limit, token: l.Token, start: start}
+		rec := holdRecord{node: node, lock: lock, limit: limit, token: l.Token, asked: asked, start: start}
 		hold := time.Duration(2+rng.IntN(60)) * time.Millisecond
 		if rng.IntN(5) == 0 {
 			hold = time.Duration(200+rng.IntN(1300)) * time.Millisecond // across renewals and chaos

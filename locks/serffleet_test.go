@@ -50,7 +50,7 @@ func newSerfLockFleet(tb testing.TB, groups, size int, cfg ServiceConfig) *serfL
 			if len(f.serf) > 0 {
 				join = []string{f.serf[0].transport.Addr()}
 			}
-			n := startSerfNode(tb, &mn, name, fmt.Sprintf("g%d", g), j, join, map[string]string{urlTag: srv.URL})
+			n := startSerfNode(tb, &mn, name, fmt.Sprintf("g%d", g), j, join, map[string]string{urlTag: srv.URL}, steadyMemberlist)
 			f.serf = append(f.serf, n)
 			c := cfg
 			c.Membership = n.cluster
@@ -90,6 +90,15 @@ func newSerfLockFleet(tb testing.TB, groups, size int, cfg ServiceConfig) *serfL
 		return true
 	})
 	return f
+}
+
+// steadyMemberlist slows failure detection down so that a loaded test
+// machine does not see members flap (a member reported failed loses its
+// leases); these fleets test locking, not failure detection.
+func steadyMemberlist(c *Config) {
+	c.Memberlist.ProbeInterval = time.Second
+	c.Memberlist.ProbeTimeout = 800 * time.Millisecond
+	c.Memberlist.SuspicionMult = 5
 }
 
 // muxHolder lets an HTTP server start before its handler exists, so that

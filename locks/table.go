@@ -148,7 +148,8 @@ func (t *Table) grant(l *lockState, r Request, now time.Time) Grant {
 
 // Acquire grants r at once, queues it (queued true, when r.Queue is set), or
 // fails: ErrTimeout when the lock is busy, ErrGrace in a grace period. A
-// holder asking again for a lock it holds gets its grant back, renewed.
+// holder asking again for a lock it holds gets its grant back, renewed (with
+// a fresh token if others were granted since).
 func (t *Table) Acquire(now time.Time, r Request) (g Grant, queued bool, err error) {
 	if err := validate(r.Name, r.Limit, r.TTL); err != nil {
 		return Grant{}, false, err
@@ -156,6 +157,14 @@ func (t *Table) Acquire(now time.Time, r Request) (g Grant, queued bool, err err
 	if l := t.locks[r.Name]; l != nil {
 		for i, h := range l.holders {
 			if h.Holder == r.Holder {
+				// A retry whose first answer was lost. If anything was
+				// granted since, reissue a fresh token so that the
+				// holder, which starts using the lease only now, does
+				// not present a token older than one already in use.
+				if h.Token != t.last {
+					t.last++
+					l.holders[i].Token = t.last
+				}
 				l.holders[i].Expires = now.Add(h.TTL)
 				return l.holders[i], false, nil
 			}

@@ -33,6 +33,12 @@ func TestTableMutex(t *testing.T) {
 	if again := mustAcquire(t, tb, at(2), req("l", "a", 1, false)); again.Token != g1.Token {
 		t.Fatalf("idempotent acquire changed token %d -> %d", g1.Token, again.Token)
 	}
+	other := mustAcquire(t, tb, at(2), req("other", "c", 1, false))
+	again := mustAcquire(t, tb, at(2), req("l", "a", 1, false))
+	if again.Token <= other.Token {
+		t.Fatalf("retried acquire kept token %d below later grant %d", again.Token, other.Token)
+	}
+	g1 = again
 	if _, err := tb.Release(at(3), "l", g1.Token, g1.Holder); err != nil {
 		t.Fatal(err)
 	}
