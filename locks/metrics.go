@@ -2,6 +2,7 @@ package locks
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,17 +33,36 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 if this member is its group's proxy, else 0.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.acquire, m.held, m.proxySelf} {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					return nil, err
-				}
-			}
-		}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.acquire, err = register(reg, m.acquire); err != nil {
+		return nil, err
+	}
+	if m.held, err = register(reg, m.held); err != nil {
+		return nil, err
+	}
+	if m.proxySelf, err = register(reg, m.proxySelf); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// register registers c with reg, or returns the collector already
+// registered in its place, so that several lockers can share a registry.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("register lock metrics: %w", err)
 }
 
 func (m *metrics) observeAcquire(start time.Time, result string) {
