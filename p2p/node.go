@@ -21,12 +21,10 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p-kad-dht/records"
 	"github.com/libp2p/go-libp2p/core/host"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/gostream"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -187,52 +185,6 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 	n.client = newPeerClient(n.host)
 	logger.Info("p2p node started", "id", n.host.ID(), "addrs", n.Addrs())
 	return n, nil
-}
-
-// streamWindow is the yamux receive window granted to every stream up
-// front. yamux starts at 256 KiB and only doubles it when the reader drains
-// a window within four RTTs; a downloader that hashes and writes to disk
-// between reads rarely does on a low-RTT network, and 256 KiB per round
-// trip caps a stream far below the link rate.
-const streamWindow = 16 << 20
-
-func yamuxTransport() *libp2pyamux.Transport {
-	t := *libp2pyamux.DefaultTransport
-	t.InitialStreamWindowSize = streamWindow
-	t.MaxStreamWindowSize = max(t.MaxStreamWindowSize, streamWindow)
-	return &t
-}
-
-// quicFallbackDelay is how long QUIC dials wait behind TCP dials.
-const quicFallbackDelay = 250 * time.Millisecond
-
-// preferTCP ranks dials like go-libp2p's default ranker but with TCP
-// first and QUIC as the fallback. The default prefers QUIC, which in Go
-// moves bulk data at a third of TCP's rate on the same host (see
-// BenchmarkOneHop); our peers are data-centre hosts moving large blobs.
-func preferTCP(addrs []ma.Multiaddr) []network.AddrDelay {
-	ranked := swarm.DefaultDialRanker(addrs)
-	isTCP := func(a ma.Multiaddr) bool {
-		_, err := a.ValueForProtocol(ma.P_TCP)
-		return err == nil
-	}
-	first := time.Duration(-1)
-	for _, r := range ranked {
-		if isTCP(r.Addr) && (first < 0 || r.Delay < first) {
-			first = r.Delay
-		}
-	}
-	if first < 0 {
-		return ranked
-	}
-	for i, r := range ranked {
-		if isTCP(r.Addr) {
-			ranked[i].Delay = r.Delay - first
-		} else {
-			ranked[i].Delay = r.Delay + quicFallbackDelay
-		}
-	}
-	return ranked
 }
 
 func tcpOnly(addrs []string) []string {
@@ -408,40 +360,6 @@ func (n *Node) addProviderAddrs(providers []peer.AddrInfo) {
 		if len(ai.Addrs) > 0 && ai.ID != n.host.ID() {
 			n.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
 		}
-	}
-}
-
-// Stats are counters the agent exports as metrics.
-type Stats struct {
-	// BytesServed is the number of blob bytes sent to peers.
-	BytesServed int64
-	// BytesFetched is the number of blob bytes received, per peer.
-	BytesFetched map[peer.ID]int64
-	// ProvidedBlobs is the number of blobs currently announced.
-	ProvidedBlobs int
-	// Announcements counts successful DHT provide operations.
-	Announcements int64
-	// AnnounceFailures counts failed DHT provide operations.
-	AnnounceFailures int64
-	// RoutingTablePeers is the DHT routing table's size.
-	RoutingTablePeers int
-}
-
-// Stats returns a snapshot of the node's counters.
-func (n *Node) Stats() Stats {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	fetched := make(map[peer.ID]int64, len(n.fetched))
-	for p, b := range n.fetched {
-		fetched[p] = b
-	}
-	return Stats{
-		BytesServed:       n.served.Load(),
-		BytesFetched:      fetched,
-		ProvidedBlobs:     len(n.keys),
-		Announcements:     n.announced.Load(),
-		AnnounceFailures:  n.announceErr.Load(),
-		RoutingTablePeers: n.dht.RoutingTable().Size(),
 	}
 }
 

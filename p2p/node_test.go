@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -134,4 +135,64 @@ func TestIdentityPersists(t *testing.T) {
 			t.Errorf("Addrs() entry %q: %v", a, err)
 		}
 	}
+}
+
+// TestReprovideInBatches: the whole set is announced again on schedule,
+// in batches of at most ReprovideBatchSize, without withdrawn blobs.
+func TestReprovideInBatches(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cfg := testConfig()
+	cfg.ListenAddrs = cfg.ListenAddrs[:1]
+	cfg.ReprovideInterval = 2 * time.Second // <= 1 minute: boxo reprovides at start, then every interval
+	cfg.ReprovideBatchSize = 16
+	nodes := startFleet(t, 3, cfg)
+	n := nodes[1]
+	const total, withdrawn = 100, 30
+	var ds []digest.Digest
+	for i := range total {
+		d := digest.FromString(fmt.Sprint("blob-", i))
+		ds = append(ds, d)
+		if err := n.Provide(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range ds[:withdrawn] {
+		n.Withdraw(d)
+	}
+	if got := n.Stats().ProvidedBlobs; got != total-withdrawn {
+		t.Fatalf("ProvidedBlobs = %d, want %d", got, total-withdrawn)
+	}
+	ch, err := n.providedKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	for c := range ch {
+		d, err := CIDToDigest(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range ds[:withdrawn] {
+			if d == w {
+				t.Fatalf("withdrawn %s still in the reprovide set", d)
+			}
+		}
+		keys++
+	}
+	if keys != total-withdrawn {
+		t.Fatalf("reprovide set has %d keys, want %d", keys, total-withdrawn)
+	}
+	waitFor(t, 20*time.Second, "a full reprovide", func() bool {
+		return n.Stats().Reprovided >= total-withdrawn
+	})
+	if st := n.Stats(); st.LastReprovideBatch > uint64(cfg.ReprovideBatchSize) || st.LastReprovideBatch == 0 {
+		t.Fatalf("last reprovide batch %d, want 1..%d", st.LastReprovideBatch, cfg.ReprovideBatchSize)
+	}
+	// Another node finds a reprovided blob.
+	waitFor(t, 10*time.Second, "providers", func() bool {
+		provs, err := nodes[2].FindProviders(ctx, ds[total-1], 1)
+		return err == nil && len(provs) == 1 && provs[0].ID == n.ID()
+	})
 }
