@@ -14,7 +14,9 @@ func (f *lockFleet) ownerOf(lock string) string {
 
 func TestServiceHolderFailureFreesLock(t *testing.T) {
 	t.Parallel()
-	f := newLockFleet(t, testServiceConfig())
+	cfg := testServiceConfig()
+	cfg.DefaultTTL, cfg.MaxTTL, cfg.Grace = 3*time.Second, 3*time.Second, 3500*time.Millisecond
+	f := newLockFleet(t, cfg)
 	f.startGroups(2, 3)
 	f.waitSettled(10 * time.Second)
 	ctx := t.Context()
@@ -37,15 +39,16 @@ func TestServiceHolderFailureFreesLock(t *testing.T) {
 	if l == nil {
 		t.FailNow()
 	}
-	// The lease TTL is 1s; membership frees the lock sooner.
-	if el := time.Since(start); el > 800*time.Millisecond {
+	// The lease TTL is 3s, renewed every second; membership frees the
+	// lock sooner than it could expire.
+	if el := time.Since(start); el > 1500*time.Millisecond {
 		t.Errorf("waiter got the lock %v after the holder failed", el)
 	}
 	if l.Token <= held.Token {
 		t.Errorf("token %d not above failed holder's %d", l.Token, held.Token)
 	}
 	_ = l.Release(ctx)
-	<-held.Lost()
+	_ = held.Release(ctx) // stops the crashed holder's renewer
 }
 
 func TestServiceProxyFailover(t *testing.T) {

@@ -50,13 +50,17 @@ func (s *tableServer) acquire(ctx context.Context, r Request, wait time.Duration
 
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	var w Wake
+	var (
+		w     Wake
+		woken bool
+	)
 	select {
 	case w = <-ch:
+		woken = true
 	case <-timer.C:
 	case <-ctx.Done():
 	}
-	if w == (Wake{}) {
+	if !woken {
 		s.mu.Lock()
 		if s.waits[r.Holder] == ch {
 			delete(s.waits, r.Holder)
