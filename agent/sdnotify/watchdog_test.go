@@ -66,9 +66,9 @@ func TestRunWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 		}
 		step(time.Second, 1)    // t=1s: the immediate ping
 		step(20*time.Second, 3) // t=21s: pings at 10s and 20s
-		healthy.Store(false)    //
+		healthy.Store(false)
 		step(40*time.Second, 3) // t=61s: ticks at 30..60s skipped
-		healthy.Store(true)     //
+		healthy.Store(true)
 		step(10*time.Second, 4) // t=71s: tick at 70s pings again
 		cancel()
 		<-done
