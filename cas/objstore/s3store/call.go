@@ -21,6 +21,9 @@ type call struct {
 	retryIf func() bool
 	// untimed: the attempt function bounds its own time (Get, Put).
 	untimed bool
+	// keep: on success the attempt's context lives on, and fn has handed
+	// attemptOf(ctx).cancel to whoever ends it (a Get's body).
+	keep bool
 }
 
 // mayRetry reports whether c allows another attempt.
@@ -29,23 +32,32 @@ func (c call) mayRetry() bool {
 }
 
 // do runs fn under the breaker, retrying transient failures with jittered
-// exponential backoff. Each attempt gets Options.Timeout unless c.untimed.
+// exponential backoff. Each attempt gets its own context, cancelled when it
+// ends (see attempt), with Options.Timeout unless c.untimed.
 // It returns nil, the caller's context error, objstore.ErrNotFound,
 // objstore.ErrUnavailable or another error, each wrapped with context.
 func (s *Store) do(ctx context.Context, c call, fn func(ctx context.Context) error) error {
-	for attempt := 1; ; attempt++ {
+	for try := 1; ; try++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("s3store: %s: %w", c.op, err)
 		}
 		if !s.allow() {
 			return fmt.Errorf("s3store: %s: %w: circuit breaker open", c.op, objstore.ErrUnavailable)
 		}
-		actx, cancel := ctx, context.CancelFunc(func() {})
-		if !c.untimed {
-			actx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
+		a := &attempt{}
+		var actx context.Context
+		if c.untimed {
+			actx, a.cancel = context.WithCancel(ctx)
+		} else {
+			actx, a.cancel = context.WithTimeout(ctx, s.opts.Timeout)
 		}
-		err := fn(actx)
-		cancel()
+		err := fn(withAttempt(actx, a))
+		if failure := a.failure(); err != nil && failure != nil && !errors.As(err, new(*bodyError)) {
+			err = failure // the client saw only the cancellation that ended its wait
+		}
+		if err != nil || !c.keep {
+			a.cancel()
+		}
 		o := classify(ctx, err)
 		s.record(o, err)
 		switch {
@@ -55,11 +67,11 @@ func (s *Store) do(ctx context.Context, c call, fn func(ctx context.Context) err
 			return fmt.Errorf("s3store: %s: %w", c.op, ctx.Err())
 		case o != failed:
 			return mapAnswer(c.op, err)
-		case attempt >= s.opts.Attempts || !c.mayRetry():
+		case try >= s.opts.Attempts || !c.mayRetry():
 			return fmt.Errorf("s3store: %s: %w: %w", c.op, objstore.ErrUnavailable, err)
 		}
-		delay := s.backoff(attempt)
-		s.log.Debug("s3store: retrying", "op", c.op, "attempt", attempt, "delay", delay, "err", err)
+		delay := s.backoff(try)
+		s.log.Debug("s3store: retrying", "op", c.op, "attempt", try, "delay", delay, "err", err)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

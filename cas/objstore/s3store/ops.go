@@ -67,13 +67,12 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		return nil, fmt.Errorf("s3store: get %s: %w", key, err)
 	}
 	var body *bodyReader
-	err = s.do(ctx, call{op: "get " + key, retry: true, untimed: true}, func(ctx context.Context) error {
-		actx, cancel := context.WithCancel(ctx)
+	err = s.do(ctx, call{op: "get " + key, retry: true, untimed: true, keep: true}, func(actx context.Context) error {
+		cancel := attemptOf(actx).cancel
 		w := newWatchdog(s.opts.Timeout, cancel)
 		rc, _, _, err := minio.Core{Client: s.client}.GetObject(actx, s.bucket, name, opts)
+		w.stop()
 		if err != nil {
-			w.stop()
-			cancel()
 			return err
 		}
 		body = &bodyReader{ctx: ctx, rc: rc, watchdog: w, cancel: cancel, key: key}

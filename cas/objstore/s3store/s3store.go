@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -162,7 +161,7 @@ func New(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		Creds:      k.credentials(),
 		Secure:     loc.tls,
 		Region:     loc.region,
-		Transport:  s.transport,
+		Transport:  failTransport{next: s.transport},
 		MaxRetries: 1, // Store retries, under its breaker
 	})
 	if err != nil {
@@ -216,39 +215,4 @@ func (s *Store) Health() (ok bool, lastErr error, at time.Time) {
 func (s *Store) Close() error {
 	s.transport.CloseIdleConnections()
 	return nil
-}
-
-// newTransport returns an HTTP transport whose dials, TLS handshakes and
-// waits for response headers are bounded by timeout, and whose connections
-// fail a write that makes no progress for timeout.
-func newTransport(timeout time.Duration) *http.Transport {
-	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return &writeDeadlineConn{Conn: c, timeout: timeout}, nil
-	}
-	t.TLSHandshakeTimeout = timeout
-	t.ResponseHeaderTimeout = timeout
-	t.MaxIdleConnsPerHost = 32
-	return t
-}
-
-// writeDeadlineConn fails a Write that cannot hand its bytes to the kernel
-// within timeout, so an upload to a server that stopped reading ends.
-// Reads get no deadline: the transport keeps one pending while a request
-// body is written.
-type writeDeadlineConn struct {
-	net.Conn
-	timeout time.Duration
-}
-
-func (c *writeDeadlineConn) Write(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
 }

@@ -33,6 +33,16 @@ func credentialsFile(t *testing.T, profile string) string {
 	return p
 }
 
+// writeFile writes content to a new file and returns its path.
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // testOptions are fast settings for tests, with credentials from a file.
 func testOptions(t *testing.T) s3store.Options {
 	return s3store.Options{
