@@ -27,6 +27,7 @@ import (
 	"github.com/shoal-dev/shoal/agent/config"
 	"github.com/shoal-dev/shoal/agent/meta"
 	"github.com/shoal-dev/shoal/agent/outbox"
+	"github.com/shoal-dev/shoal/agent/sdnotify"
 	"github.com/shoal-dev/shoal/cas"
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/filestore"
@@ -41,8 +42,9 @@ const drainTimeout = 30 * time.Second
 
 // Agent is one Shoal node agent.
 type Agent struct {
-	cfg config.Config
-	log *slog.Logger
+	cfg    config.Config
+	log    *slog.Logger
+	notify *sdnotify.Notifier
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -59,15 +61,28 @@ type Agent struct {
 	adminAddr    string
 }
 
+// Option adjusts an Agent built by New.
+type Option func(*Agent)
+
+// WithNotifier makes the agent report readiness, watchdog pings and
+// shutdown to systemd through n (nil: no notifications).
+func WithNotifier(n *sdnotify.Notifier) Option {
+	return func(a *Agent) { a.notify = n }
+}
+
 // New validates cfg and returns an agent that Run will start.
-func New(cfg config.Config, log *slog.Logger) (*Agent, error) {
+func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, log: log, ready: make(chan struct{})}, nil
+	a := &Agent{cfg: cfg, log: log, ready: make(chan struct{})}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
 }
 
 // Ready is closed once the agent serves requests.
@@ -167,12 +182,22 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		case <-gctx.Done():
 		case <-bgCtx.Done(): // a background part failed
 		}
+		if err := a.notify.Stopping(); err != nil {
+			a.log.Warn("systemd notify", "err", err)
+		}
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 		defer cancel()
 		a.log.Info("draining", "timeout", drainTimeout.String())
 		return errors.Join(regSrv.Shutdown(sctx), admSrv.Shutdown(sctx))
 	})
 	a.readyOnce.Do(func() { close(a.ready) })
+	if err := a.notify.Ready(); err != nil {
+		a.log.Warn("systemd notify", "err", err)
+	}
+	_ = a.notify.Status("serving the OCI registry on " + a.registryAddr)
+	bg.Go(func() error {
+		return sdnotify.RunWatchdog(bgCtx, a.notify, func() bool { return bgCtx.Err() == nil })
+	})
 	a.log.Info("agent ready", "node", a.cfg.NodeName, "registry", a.registryAddr, "admin", a.adminAddr,
 		"data_dir", a.cfg.DataDir, "origins", a.store.String(), "version", Version)
 	err = g.Wait()

@@ -63,8 +63,15 @@ type agentProcess struct {
 // waits for its "agent ready" log line.
 func startProcess(t *testing.T, args ...string) *agentProcess {
 	t.Helper()
+	return startProcessEnv(t, nil, args...)
+}
+
+// startProcessEnv is startProcess with extra environment variables.
+func startProcessEnv(t *testing.T, env []string, args ...string) *agentProcess {
+	t.Helper()
 	args = append([]string{"agent", "--registry-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(shoalBinary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

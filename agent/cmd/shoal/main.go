@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-dev/shoal/agent"
 	"github.com/shoal-dev/shoal/agent/config"
+	"github.com/shoal-dev/shoal/agent/sdnotify"
 )
 
 const usage = `shoal: peer-to-peer container image distribution.
@@ -79,7 +80,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Log.Format == "text" {
 		h = slog.NewTextHandler(stderr, hopts)
 	}
-	a, err := agent.New(cfg, slog.New(h))
+	a, err := agent.New(cfg, slog.New(h), agent.WithNotifier(sdnotify.FromEnv()))
 	if err != nil {
 		return err
 	}
