@@ -15,6 +15,13 @@ type leaseBackend interface {
 	release(ctx context.Context, g Grant) error
 }
 
+// leaseTracker is a leaseBackend that wants to know its live leases, to make
+// them renew at once when lock ownership moves.
+type leaseTracker interface {
+	track(l *Lease)
+	untrack(l *Lease)
+}
+
 // Lease is a held lock. It renews itself in the background until
 // [Lease.Release] or until it is lost: the owner refused a renewal, or no
 // renewal succeeded before the lease's deadline.
@@ -37,8 +44,8 @@ type Lease struct {
 
 	mu       sync.Mutex
 	deadline time.Time
-	lost     bool
 
+	kick    chan struct{} // asks the renew loop to renew now
 	ended   chan struct{} // closed when the lease is lost or released
 	endOnce sync.Once
 	stopCtx context.Context // canceled by Release
@@ -46,15 +53,28 @@ type Lease struct {
 	done    chan struct{} // closed when the renew loop exits
 }
 
-func newLease(g Grant, deadline time.Time, b leaseBackend, logger *slog.Logger, onEnd func()) *Lease {
+// newLease returns a lease whose renewals have not started: set onEnd, then
+// call start.
+func newLease(g Grant, deadline time.Time, b leaseBackend, logger *slog.Logger) *Lease {
 	l := &Lease{
 		Name: g.Name, Token: g.Token, Limit: g.Limit, TTL: g.TTL,
-		grant: g, backend: b, logger: logger, onEnd: onEnd, deadline: deadline,
-		ended: make(chan struct{}), done: make(chan struct{}),
+		grant: g, backend: b, logger: logger, deadline: deadline,
+		kick: make(chan struct{}, 1), ended: make(chan struct{}), done: make(chan struct{}),
 	}
 	l.stopCtx, l.stop = context.WithCancel(context.Background())
-	go l.renewLoop()
 	return l
+}
+
+func (l *Lease) start() { go l.renewLoop() }
+
+// renewNow makes the lease renew without waiting for its next turn: its
+// owner may have moved, and re-asserting early keeps well inside the new
+// owner's grace period.
+func (l *Lease) renewNow() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Lost returns a channel that is closed when the lease ends: lost or
@@ -70,11 +90,8 @@ func (l *Lease) Deadline() time.Time {
 	return l.deadline
 }
 
-func (l *Lease) end(lost bool) {
+func (l *Lease) end() {
 	l.endOnce.Do(func() {
-		l.mu.Lock()
-		l.lost = lost
-		l.mu.Unlock()
 		close(l.ended)
 		if l.onEnd != nil {
 			l.onEnd()
@@ -92,7 +109,7 @@ func (l *Lease) Release(ctx context.Context) error {
 		return fmt.Errorf("release %s token %d: lease ended: %w", l.Name, l.Token, ErrNotHeld)
 	default:
 	}
-	l.end(false)
+	l.end()
 	if err := l.backend.release(ctx, l.grant); err != nil {
 		return fmt.Errorf("release %s token %d: %w", l.Name, l.Token, err)
 	}
@@ -112,12 +129,13 @@ func (l *Lease) renewLoop() {
 		select {
 		case <-l.stopCtx.Done():
 			return
+		case <-l.kick:
 		case <-timer.C:
 		}
 		sent := time.Now()
 		if !sent.Before(deadline) {
 			l.logger.Warn("lease expired before renewal", "lock", l.Name, "token", l.Token)
-			l.end(true)
+			l.end()
 			return
 		}
 		ctx, cancel := context.WithDeadline(l.stopCtx, deadline)
@@ -133,7 +151,7 @@ func (l *Lease) renewLoop() {
 			interval = l.TTL / 3
 		case errors.Is(err, ErrNotHeld), errors.Is(err, ErrLimitMismatch), errors.Is(err, ErrInvalid):
 			l.logger.Warn("lease lost", "lock", l.Name, "token", l.Token, "err", err)
-			l.end(true)
+			l.end()
 			return
 		default:
 			l.logger.Debug("renew lease", "lock", l.Name, "token", l.Token, "err", err)

@@ -61,7 +61,14 @@ func acquire(ctx context.Context, node, name string, opts AcquireOptions, ask gr
 		if err == nil {
 			m.observeAcquire(start, "ok")
 			m.held.Inc()
-			return newLease(g, sent.Add(waited+g.TTL), b, logger, m.held.Dec), nil
+			l := newLease(g, sent.Add(waited+g.TTL), b, logger)
+			l.onEnd = m.held.Dec
+			if tr, ok := b.(leaseTracker); ok {
+				tr.track(l)
+				l.onEnd = func() { m.held.Dec(); tr.untrack(l) }
+			}
+			l.start()
+			return l, nil
 		}
 		left := time.Until(until)
 		if !retryable(err) || ctx.Err() != nil || left <= 0 {

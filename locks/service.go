@@ -82,6 +82,7 @@ type Service struct {
 	members []Member
 	proxies []Member
 	gone    map[string]bool
+	leases  map[*Lease]struct{} // held through this member
 }
 
 var _ Locker = (*Service)(nil)
@@ -99,7 +100,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, logger: logger, metrics: m, srv: newTableServer(), mux: http.NewServeMux(), gone: make(map[string]bool)}
+	s := &Service{cfg: cfg, logger: logger, metrics: m, srv: newTableServer(), mux: http.NewServeMux(), gone: make(map[string]bool), leases: make(map[*Lease]struct{})}
 	for _, o := range []op{opAcquire, opRenew, opRelease} {
 		s.mux.Handle("POST "+rpcPrefix+string(o), wrap(s.handle(o)))
 	}
@@ -154,8 +155,18 @@ func (s *Service) applyView() {
 			delete(s.gone, m.Name)
 		}
 	}
+	var held []*Lease
+	if changed {
+		for l := range s.leases {
+			held = append(held, l)
+		}
+	}
 	s.mu.Unlock()
 
+	// Holders re-assert at once to wherever their locks now live.
+	for _, l := range held {
+		l.renewNow()
+	}
 	if changed {
 		s.srv.dropUnowned(func(name string) bool {
 			p, ok := OwnerProxy(proxies, name)
@@ -298,6 +309,18 @@ func (s *Service) Acquire(ctx context.Context, name string, opts AcquireOptions)
 }
 
 type serviceBackend struct{ s *Service }
+
+func (b serviceBackend) track(l *Lease) {
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	b.s.leases[l] = struct{}{}
+}
+
+func (b serviceBackend) untrack(l *Lease) {
+	b.s.mu.Lock()
+	defer b.s.mu.Unlock()
+	delete(b.s.leases, l)
+}
 
 func (b serviceBackend) renew(ctx context.Context, g Grant) error {
 	_, err := b.s.send(ctx, opRenew, toWire(Request{Name: g.Name, Holder: g.Holder, Limit: g.Limit, TTL: g.TTL}, g.Token, 0))
