@@ -244,6 +244,10 @@ func (dl *download) lease(p peer.ID) (sp Span, ok bool) {
 			dl.mu.Unlock()
 			return sp, true
 		}
+		if sp, ok := dl.sched.Steal(p); ok {
+			dl.mu.Unlock()
+			return sp, true
+		}
 		ch := dl.changed
 		dl.mu.Unlock()
 		select {
@@ -345,6 +349,9 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 	defer func() { dl.account(p, got, time.Since(start)) }()
 	h.SetSeed(dl.n.seed)
 	for pos < end {
+		if pos == int64(chunk)*dl.opts.ChunkSize && !dl.start(chunk, p) {
+			return nil // the rest of the span was stolen by a faster peer
+		}
 		k, rerr := body.Read(buf[:min(int64(len(buf)), chunkEnd-pos)])
 		if k > 0 {
 			watchdog.Reset(dl.opts.StallTimeout)
@@ -371,6 +378,12 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 		}
 	}
 	return nil
+}
+
+func (dl *download) start(chunk int, p peer.ID) bool {
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	return dl.sched.Start(chunk, p)
 }
 
 func (dl *download) received(chunk int, p peer.ID, sum uint64) {

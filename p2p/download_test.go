@@ -249,3 +249,77 @@ func TestDownloadSpreadsAndMerges(t *testing.T) {
 		t.Fatalf("bytes by peer sum to %d, total %d, want %d", sum, st.Bytes, len(blob))
 	}
 }
+
+// slowSource trickles every response: rate bytes per second, in 8 KiB
+// steps (slow, not stalled).
+type slowSource struct {
+	*MemorySource
+	rate int64
+}
+
+func (s slowSource) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	r, size, err := s.MemorySource.OpenBlob(ctx, d)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &slowReader{ReadSeekCloser: r, ctx: ctx, rate: s.rate}, size, nil
+}
+
+type slowReader struct {
+	io.ReadSeekCloser
+	ctx  context.Context
+	rate int64
+}
+
+func (r *slowReader) Read(p []byte) (int, error) {
+	const step = 8 << 10
+	t := time.NewTimer(time.Duration(step * int64(time.Second) / r.rate))
+	defer t.Stop()
+	select {
+	case <-r.ctx.Done():
+		return 0, r.ctx.Err()
+	case <-t.C:
+	}
+	return r.ReadSeekCloser.Read(p[:min(len(p), step)])
+}
+
+// TestDownloadStealsFromSlowPeer: a fast peer takes over the chunks a slow
+// (but not stalled) peer leased and had not started.
+func TestDownloadStealsFromSlowPeer(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cfg := testConfig()
+	cfg.Download.StreamsPerPeer = 1
+	cfg.Download.MaxRun = 8
+	blob := randomBlob(8, 16*int(cfg.Download.ChunkSize))
+	slow := slowSource{MemorySource: NewMemorySource(), rate: 256 << 10}
+	d := slow.Put(blob)
+	fast := NewMemorySource()
+	fast.Put(blob)
+	client := startNode(t, cfg, NewMemorySource())
+	s, f := startNode(t, cfg, slow), startNode(t, cfg, fast)
+
+	dst := newMemFile(int64(len(blob)))
+	st, err := client.Download(ctx, d, int64(len(blob)), []peer.AddrInfo{addrInfo(s), addrInfo(f)}, dst)
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	if !bytes.Equal(dst.Bytes(), blob) {
+		t.Fatal("downloaded bytes differ")
+	}
+	slowChunks := 0
+	for _, c := range st.Chunks {
+		if c.Peer == s.ID() {
+			slowChunks++
+		}
+	}
+	// Without stealing the slow peer would deliver the 8 chunks it leased
+	// first (2 s at 256 KiB/s); with it, it keeps about two.
+	if slowChunks > 3 {
+		t.Fatalf("slow peer delivered %d chunks, want at most 3", slowChunks)
+	}
+	if len(st.Failures) != 0 {
+		t.Fatalf("failures %v: a stolen run is not a failure", st.Failures)
+	}
+}

@@ -41,6 +41,7 @@ type Schedule struct {
 	maxRun          int
 	state           []chunkState
 	owner           []peer.ID
+	started         []bool // in flight and bytes are arriving: cannot be stolen
 	pending, done   int
 }
 
@@ -57,6 +58,7 @@ func NewSchedule(size, chunkSize int64, maxRun int) *Schedule {
 		maxRun:    max(maxRun, 1),
 		state:     make([]chunkState, n),
 		owner:     make([]peer.ID, n),
+		started:   make([]bool, n),
 		pending:   n,
 	}
 }
@@ -101,6 +103,48 @@ func (s *Schedule) Next(p peer.ID, workers int) (sp Span, ok bool) {
 	return Span{First: first, Count: end - first}, true
 }
 
+// Start marks chunk i as being received by p, which must check it before
+// writing the chunk's first byte. It reports false if the chunk is no
+// longer p's (it was stolen): p must stop its request there.
+func (s *Schedule) Start(i int, p peer.ID) bool {
+	if i < 0 || i >= len(s.state) || s.state[i] != chunkInFlight || s.owner[i] != p {
+		return false
+	}
+	s.started[i] = true
+	return true
+}
+
+// Steal gives p the back half of the longest run of leased but not
+// started chunks held by another peer, if that run has at least two
+// chunks (the owner keeps the front half). ok is false when there is
+// nothing worth stealing.
+func (s *Schedule) Steal(p peer.ID) (sp Span, ok bool) {
+	bestFirst, bestLen := -1, 0
+	for i := 0; i < len(s.state); {
+		if s.state[i] != chunkInFlight || s.started[i] || s.owner[i] == p {
+			i++
+			continue
+		}
+		q, j := s.owner[i], i+1
+		for j < len(s.state) && s.state[j] == chunkInFlight && !s.started[j] && s.owner[j] == q {
+			j++
+		}
+		if j-i >= 2 && j-i > bestLen {
+			bestFirst, bestLen = i, j-i
+		}
+		i = j
+	}
+	if bestFirst < 0 {
+		return Span{}, false
+	}
+	k := bestLen / 2
+	sp = Span{First: bestFirst + bestLen - k, Count: k}
+	for c := sp.First; c < sp.End(); c++ {
+		s.owner[c] = p
+	}
+	return sp, true
+}
+
 // Received marks chunk i, leased to p, as fetched. It reports false if the
 // chunk was not in flight for p (a stale report).
 func (s *Schedule) Received(i int, p peer.ID) bool {
@@ -108,6 +152,7 @@ func (s *Schedule) Received(i int, p peer.ID) bool {
 		return false
 	}
 	s.state[i] = chunkDone
+	s.started[i] = false
 	s.done++
 	return true
 }
@@ -120,6 +165,7 @@ func (s *Schedule) Release(sp Span, p peer.ID) int {
 		if s.state[i] == chunkInFlight && s.owner[i] == p {
 			s.state[i] = chunkPending
 			s.owner[i] = ""
+			s.started[i] = false
 			n++
 		}
 	}

@@ -148,3 +148,56 @@ func TestBlame(t *testing.T) {
 		})
 	}
 }
+
+func TestScheduleSteal(t *testing.T) {
+	t.Parallel()
+	const slow, fast = peer.ID("slow"), peer.ID("fast")
+	s := NewSchedule(160, 10, 8)
+	spSlow, _ := s.Next(slow, 2) // 0-7
+	spFast, _ := s.Next(fast, 1) // 8-15
+	if spSlow != (Span{0, 8}) || spFast != (Span{8, 8}) {
+		t.Fatalf("leases %v %v", spSlow, spFast)
+	}
+	if !s.Start(0, slow) {
+		t.Fatal("Start refused the owner")
+	}
+	for i := 8; i < 16; i++ {
+		s.Start(i, fast)
+		s.Received(i, fast)
+	}
+	if _, ok := s.Next(fast, 2); ok {
+		t.Fatal("Next found pending chunks")
+	}
+	// slow is on chunk 0; 1-7 are not started: fast takes the back half
+	// of what is left each time, and slow keeps chunk 1.
+	steps := []Span{{5, 3}, {3, 2}, {2, 1}}
+	for _, want := range steps {
+		got, ok := s.Steal(fast)
+		if !ok || got != want {
+			t.Fatalf("Steal = %v, %v; want %v", got, ok, want)
+		}
+	}
+	if got, ok := s.Steal(fast); ok {
+		t.Fatalf("Steal took %v from a one-chunk run", got)
+	}
+	if s.Start(4, slow) {
+		t.Fatal("slow may still start a stolen chunk")
+	}
+	if !s.Start(1, slow) || !s.Received(1, slow) {
+		t.Fatal("slow lost a chunk it kept")
+	}
+	if s.Received(5, slow) {
+		t.Fatal("slow delivered a stolen chunk")
+	}
+	// Fast now holds 2-7 unstarted; it never steals from itself.
+	if got, ok := s.Steal(fast); ok {
+		t.Fatalf("fast stole %v from itself", got)
+	}
+	// Started chunks are never stolen: runs 4 and 7 are single chunks.
+	for _, c := range []int{2, 3, 5, 6} {
+		s.Start(c, fast)
+	}
+	if got, ok := s.Steal(slow); ok {
+		t.Fatalf("slow stole %v: only one unstarted chunk per run is left", got)
+	}
+}
