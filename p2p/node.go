@@ -73,6 +73,7 @@ type Node struct {
 	fetched map[peer.ID]int64
 
 	served      atomic.Int64
+	uploads     atomic.Int64
 	announced   atomic.Int64
 	announceErr atomic.Int64
 
@@ -180,6 +181,7 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 	n.server = &http.Server{
 		Handler:           n.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	n.client = newPeerClient(n.host)
@@ -215,13 +217,20 @@ func parseBootstrap(addrs []string) ([]peer.AddrInfo, error) {
 
 // Run serves peers and joins the DHT through the bootstrap peers until ctx
 // ends, then closes the node. It returns nil when ctx ends.
-func (n *Node) Run(ctx context.Context) error {
-	defer n.Close()
+func (n *Node) Run(ctx context.Context) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		if cerr := n.Close(); err == nil {
+			err = cerr
+		}
+		wg.Wait()
+	}()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- n.server.Serve(n.ln) }()
-
+	wg.Go(func() { serveErr <- n.server.Serve(n.ln) })
 	bootstrap, _ := parseBootstrap(n.cfg.Bootstrap) // validated in New
-	go n.bootstrap(ctx, bootstrap)
+	wg.Go(func() { n.bootstrap(ctx, bootstrap) })
 
 	select {
 	case <-ctx.Done():

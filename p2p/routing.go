@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -202,7 +203,11 @@ func (n *Node) Penalize(p peer.ID, kind Penalty) {
 	n.mu.Lock()
 	n.scores.Penalize(p, kind, time.Now())
 	n.mu.Unlock()
-	n.log.Info("peer penalised", "peer", p, "penalty", kind)
+	level := slog.LevelDebug
+	if kind == PenaltyCorrupt {
+		level = slog.LevelWarn
+	}
+	n.log.Log(context.Background(), level, "peer penalised", "peer", p, "penalty", kind)
 }
 
 // Score returns what the node knows about p's transfers.

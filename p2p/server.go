@@ -88,6 +88,8 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(status)
 		return nil
 	}
+	n.uploads.Add(1)
+	defer n.uploads.Add(-1)
 	if _, err := rc.Seek(off, io.SeekStart); err != nil {
 		return fmt.Errorf("seek %s to %d: %w", d, off, err)
 	}

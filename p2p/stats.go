@@ -8,6 +8,8 @@ import (
 type Stats struct {
 	// BytesServed is the number of blob bytes sent to peers.
 	BytesServed int64
+	// Uploads is the number of blob responses being sent right now.
+	Uploads int64
 	// BytesFetched is the number of blob bytes received, per peer.
 	BytesFetched map[peer.ID]int64
 	// ProvidedBlobs is the number of blobs currently announced.
