@@ -18,6 +18,7 @@ go_tool() { # name module@version
 go_tool crane github.com/google/go-containerregistry/cmd/crane@v0.22.1
 go_tool conformance github.com/opencontainers/distribution-spec/conformance@v0.0.0-20260831232431-97274622c111
 go_tool versitygw github.com/versity/versitygw/cmd/versitygw@v1.8.0
+go_tool registry github.com/distribution/distribution/v3/cmd/registry@v3.1.2
 
 if ! command -v skopeo >/dev/null 2>&1; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
