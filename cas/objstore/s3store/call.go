@@ -162,13 +162,23 @@ func mapAnswer(op string, err error) error {
 }
 
 // isNotFound reports whether err is the service saying the object does not
-// exist.
+// exist. (A missing bucket or upload is a different matter.)
 func isNotFound(err error) bool {
-	var resp minio.ErrorResponse
-	if !errors.As(err, &resp) {
-		return false
+	switch errorCode(err) {
+	case "NoSuchKey", "NotFound":
+		return true
 	}
-	return resp.Code == "NoSuchKey" || resp.StatusCode == http.StatusNotFound && resp.Code != "NoSuchBucket"
+	var resp minio.ErrorResponse
+	return errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound && resp.Code == ""
+}
+
+// errorCode returns the S3 error code in err, or "".
+func errorCode(err error) string {
+	var resp minio.ErrorResponse
+	if errors.As(err, &resp) {
+		return resp.Code
+	}
+	return ""
 }
 
 // bodyError marks an error that came from the caller's Put body (a read

@@ -102,30 +102,6 @@ func (s *Store) emptyAt(ctx context.Context, key string, offset int64) (io.ReadC
 	return io.NopCloser(strings.NewReader("")), nil
 }
 
-// Put stores r under key with one PUT, or as a multipart upload if size
-// exceeds Options.PartSize or is unknown (-1); either way the object
-// appears whole or not at all. If size >= 0 and r does not hold exactly
-// size bytes, nothing is stored.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	name, err := s.object(key)
-	if err != nil {
-		return err
-	}
-	body := &putBody{r: objstore.ContextReader(ctx, r), size: size}
-	opts := minio.PutObjectOptions{
-		PartSize:    uint64(s.opts.PartSize),
-		ContentType: "application/octet-stream",
-	}
-	c := call{op: "put " + key, retry: true, retryIf: body.untouched, untimed: true}
-	return s.do(ctx, c, func(ctx context.Context) error {
-		_, err := s.client.PutObject(ctx, s.bucket, name, body, size, opts)
-		if berr := body.failure(); berr != nil {
-			return &bodyError{err: berr}
-		}
-		return err
-	})
-}
-
 // Delete removes key; deleting a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	name, err := s.object(key)

@@ -51,6 +51,7 @@ type Store struct {
 	log              *slog.Logger
 	client           *minio.Client
 	transport        *http.Transport
+	parts            sync.Pool // *[]byte of Options.PartSize, for multipart Puts
 
 	mu        sync.Mutex
 	breaker   breaker
@@ -156,6 +157,10 @@ func New(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 		transport: newTransport(opts.Timeout),
 		breaker:   breaker{threshold: opts.BreakerThreshold, cooldown: opts.BreakerCooldown},
 		lastOK:    true,
+	}
+	s.parts.New = func() any {
+		b := make([]byte, opts.PartSize)
+		return &b
 	}
 	s.client, err = minio.New(loc.endpoint, &minio.Options{
 		Creds:      k.credentials(),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -89,15 +90,15 @@ func retryableStatus(code int) bool {
 	return code >= 500 || code == http.StatusTooManyRequests || code == http.StatusRequestTimeout
 }
 
-// statusError turns a failed response into a minio.ErrorResponse, from its
-// S3 error document if it has one.
+// statusError describes a failed response, wrapping a minio.ErrorResponse
+// built from its S3 error document if it has one.
 func statusError(resp *http.Response, body []byte) error {
 	var e minio.ErrorResponse
 	if xml.Unmarshal(body, &e) != nil || e.Code == "" {
 		e = minio.ErrorResponse{Code: http.StatusText(resp.StatusCode), Message: resp.Status}
 	}
 	e.StatusCode = resp.StatusCode
-	return e
+	return fmt.Errorf("%s %s: %w", resp.Status, e.Code, e)
 }
 
 // newTransport returns an HTTP transport whose dials, TLS handshakes and
