@@ -2,20 +2,26 @@
 //
 //	s3://bucket/prefix?endpoint=host:port&region=us-east-1&tls=false
 //
-// Keys live under the optional prefix ("<prefix>/<key>"). An S3 PUT is
-// atomic per object, so readers see a whole object or none; large Puts and
-// Puts of unknown size go up as multipart uploads that buffer one part.
+// The prefix is optional (keys are stored as "<prefix>/<key>"); endpoint
+// defaults to s3.amazonaws.com, region to us-east-1 and tls to true.
+//
+// An S3 PUT is atomic per object, so readers see a whole object or none.
+// Objects up to Options.PartSize stream up in one PUT; larger ones, and
+// ones of unknown size, go up as multipart uploads from one reused buffer
+// of PartSize bytes, so a Put's memory is bounded whatever the size. Gets
+// are single ranged GETs streamed to the caller.
 //
 // Every request has a timeout, transient failures (network errors,
-// timeouts, 5xx) are retried a bounded number of times with jittered
-// backoff, and a circuit breaker stops requests for a cool-down after
-// consecutive failures, so an outage costs callers microseconds rather
-// than timeouts. Failures of the service map to objstore.ErrUnavailable,
-// missing objects to objstore.ErrNotFound.
+// timeouts, 5xx, throttling) are retried a bounded number of times with
+// jittered backoff, and a circuit breaker (breaker.go) stops requests for a
+// cool-down after consecutive failures, so an outage costs callers
+// microseconds rather than timeouts. Failures of the service map to
+// objstore.ErrUnavailable, missing objects to objstore.ErrNotFound. Health
+// reports the breaker's view for a status page.
 //
 // Credentials come from Options.CredentialsFile, the AWS environment
 // variables or the AWS shared credentials file, in that order; they never
-// appear in logs, errors or String.
+// appear in logs, errors or String. Credentials in the URL are refused.
 package s3store
 
 import (
@@ -102,7 +108,7 @@ func parseURL(rawURL string) (location, error) {
 		v := values[0]
 		switch name {
 		case "endpoint":
-			if strings.Contains(v, "/") {
+			if !validEndpoint(v) {
 				return location{}, fmt.Errorf("s3store: endpoint %q: want host or host:port", v)
 			}
 			loc.endpoint = v
@@ -119,6 +125,20 @@ func parseURL(rawURL string) (location, error) {
 	return loc, nil
 }
 
+// validEndpoint reports whether v looks like host, host:port or
+// [ipv6]:port, with no scheme, path or query.
+func validEndpoint(v string) bool {
+	for _, c := range v {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.ContainsRune(".-:[]", c):
+		default:
+			return false
+		}
+	}
+	return v != ""
+}
+
 // String returns the URL in canonical form, without credentials.
 func (l location) String() string {
 	var b strings.Builder
@@ -126,7 +146,7 @@ func (l location) String() string {
 	if l.prefix != "" {
 		b.WriteString("/" + strings.TrimSuffix(l.prefix, "/"))
 	}
-	b.WriteString("?endpoint=" + url.QueryEscape(l.endpoint) + "&region=" + url.QueryEscape(l.region))
+	b.WriteString("?endpoint=" + l.endpoint + "&region=" + url.QueryEscape(l.region))
 	if !l.tls {
 		b.WriteString("&tls=false")
 	}
@@ -172,7 +192,7 @@ func New(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3store: %w", err)
 	}
-	s.log.Debug("s3store: credentials", "source", source)
+	s.log.Info("s3store: opened", "credentials", source)
 	if err := s.checkBucket(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -210,6 +230,8 @@ func (s *Store) String() string {
 // circuit breaker is not closed or the last request failed transiently.
 // lastErr is the most recent transient failure (nil if none yet) and at is
 // when it happened.
+//
+//lint:ignore ST1008 lastErr is data for the status page, not a failure of Health.
 func (s *Store) Health() (ok bool, lastErr error, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -149,7 +149,7 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 	opts := s3store.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	s := newStore(t, g, "", opts)
 	roundTrip(t, s)
-	if !strings.Contains(logs.String(), "source=environment") {
+	if !strings.Contains(logs.String(), "credentials=environment") {
 		t.Errorf("logs do not say the keys came from the environment:\n%s", logs.String())
 	}
 	checkNoSecrets(t, s.String()+logs.String())
