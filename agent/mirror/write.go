@@ -86,7 +86,9 @@ func WriteContainerd(root string, upstreams []string, mirror string, dryRun bool
 		for _, p := range plan {
 			fmt.Fprintf(out, "# %s (%s)\n", p.path, describe(p, true))
 			if p.err == nil && p.act != actUnchanged {
-				out.Write(p.content)
+				if _, err := out.Write(p.content); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintln(out)
 		}
