@@ -30,16 +30,21 @@ if ! command -v skopeo >/dev/null 2>&1; then
     echo "tools: skopeo is missing and this is not a root Debian machine; tests that need it will skip" >&2
   fi
 fi
-# systemd-analyze (Debian package systemd) verifies deploy/systemd/shoal.service;
-# deploy's test fails in CI without it.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
+# Debian packages for the deploy and mirror checks (root only, like skopeo):
+# systemd-analyze (package systemd) verifies deploy/systemd/shoal.service, and
+# the deploy test fails in CI without it; containerd and ctr (package
+# containerd) run agent/mirror's end-to-end pull, which skips without them.
+missing=()
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+{ command -v containerd && command -v ctr; } >/dev/null 2>&1 || missing+=(containerd)
+if ((${#missing[@]} > 0)); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "tools: installing systemd for systemd-analyze (apt-get)" >&2
+    echo "tools: installing ${missing[*]} (apt-get)" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
-    apt-get install -y -qq systemd >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "tools: systemd-analyze is missing and this is not a root Debian machine; the unit check will skip" >&2
+    echo "tools: ${missing[*]} missing and this is not a root Debian machine; the checks that need them skip" >&2
   fi
 fi
 echo "tools: ready in $TOOLS" >&2
