@@ -25,6 +25,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/gostream"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	libp2pquic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -128,7 +129,7 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 		libp2p.Muxer(libp2pyamux.ID, yamuxTransport()),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.DisableRelay(),
-		libp2p.DialRanker(preferTCP),
+		libp2p.SwarmOpts(swarm.WithDialRanker(preferTCP)),
 	}
 	if psk != nil {
 		listen = tcpOnly(listen)
