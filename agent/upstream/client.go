@@ -183,3 +183,9 @@ func isDockerHub(host string) bool {
 	}
 	return false
 }
+
+// CloseIdleConnections closes the client's idle connections to the
+// registry and its storage.
+func (c *Client) CloseIdleConnections() {
+	c.http.CloseIdleConnections()
+}
