@@ -25,6 +25,9 @@ type Status struct {
 	OutboxPending int      `json:"outbox_pending"`
 	OutboxError   string   `json:"outbox_last_error,omitempty"`
 	OutboxErrorAt string   `json:"outbox_last_error_at,omitempty"`
+	PeerID        string   `json:"peer_id,omitempty"`
+	P2PAddrs      []string `json:"p2p_addrs,omitempty"`
+	DHTPeers      int      `json:"dht_peers"`
 }
 
 func (a *Agent) status() Status {
@@ -38,6 +41,9 @@ func (a *Agent) status() Status {
 	case <-a.ready:
 		s.Ready = true
 	default:
+	}
+	if a.node != nil {
+		s.PeerID, s.P2PAddrs, s.DHTPeers = a.node.ID().String(), a.node.Addrs(), a.node.Stats().RoutingTablePeers
 	}
 	if err, at := a.outbox.LastError(); err != nil {
 		s.OutboxError, s.OutboxErrorAt = err.Error(), at.UTC().Format(time.RFC3339)

@@ -31,6 +31,7 @@ import (
 	"github.com/shoal-dev/shoal/cas"
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/filestore"
+	"github.com/shoal-dev/shoal/p2p"
 	"github.com/shoal-dev/shoal/registryapi"
 )
 
@@ -56,6 +57,7 @@ type Agent struct {
 	store        objstore.Store
 	outbox       *outbox.Outbox
 	registry     *registry
+	node         *p2p.Node // nil when p2p is off
 	metrics      *metrics
 	registryAddr string
 	adminAddr    string
@@ -138,6 +140,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
+	if a.cfg.P2P.Enabled {
+		if a.node, err = a.openP2P(ctx); err != nil {
+			return err
+		}
+		closers = append(closers, a.node.Close)
+	}
 	a.metrics = newMetrics(a)
 	if err := a.requeueLocal(ctx); err != nil {
 		return err
@@ -145,8 +153,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	life, stopFetches := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFetches()
-	fetch := &fetcher{cas: a.cas, log: a.log.With("part", "fetch"), life: life,
-		onBytes: func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) }}
+	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life,
+		onBytes: func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
+		onFind:  func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) }}
 	org := &origin{store: a.store, queue: a.outbox, cas: a.cas}
 	fetch.origin = org
 	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch,
@@ -173,6 +182,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	bgCtx, stopBg := context.WithCancel(bgCtx)
 	bg.Go(func() error { return a.cas.Run(bgCtx) })
 	bg.Go(func() error { return a.outbox.Run(bgCtx) })
+	if a.node != nil {
+		bg.Go(func() error { return a.node.Run(bgCtx) })
+		if err := a.provideCached(ctx); err != nil {
+			a.log.Warn("announce cached blobs", "err", err)
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serve(regSrv, regLn) })
@@ -243,11 +258,49 @@ func openOrigins(urls []string) (objstore.Store, error) {
 	return objstore.Chain(stores...), nil
 }
 
-// onCacheChange feeds cache events to metrics.
+// onCacheChange announces added blobs to peers, withdraws removed ones,
+// and counts evictions.
 func (a *Agent) onCacheChange(e cas.Event) {
-	if e.Kind == cas.Removed && e.Evicted && a.metrics != nil {
-		a.metrics.evictions.Inc()
+	switch e.Kind {
+	case cas.Added:
+		if a.node != nil {
+			if err := a.node.Provide(context.Background(), e.Digest); err != nil {
+				a.log.Warn("announce blob", "digest", e.Digest, "err", err)
+			}
+		}
+	case cas.Removed:
+		if a.node != nil {
+			a.node.Withdraw(e.Digest)
+		}
+		if e.Evicted && a.metrics != nil {
+			a.metrics.evictions.Inc()
+		}
 	}
+}
+
+// openP2P starts the libp2p host and DHT (it serves once Run runs).
+func (a *Agent) openP2P(ctx context.Context) (*p2p.Node, error) {
+	pcfg := p2p.DefaultConfig()
+	pcfg.ListenAddrs = a.cfg.P2P.Listen
+	pcfg.Bootstrap = a.cfg.P2P.Bootstrap
+	pcfg.SwarmKeyFile = a.cfg.P2P.SwarmKeyFile
+	pcfg.IdentityFile = filepath.Join(a.cfg.DataDir, "p2p", "identity.key")
+	pcfg.Logger = a.log.With("part", "p2p")
+	if err := os.MkdirAll(filepath.Dir(pcfg.IdentityFile), 0o700); err != nil {
+		return nil, fmt.Errorf("p2p identity dir: %w", err)
+	}
+	n, err := p2p.New(ctx, pcfg, peerSource{a.cas})
+	if err != nil {
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
+	return n, nil
+}
+
+// provideCached announces every cached blob (after a restart).
+func (a *Agent) provideCached(ctx context.Context) error {
+	return a.cas.Walk(ctx, func(info cas.Info) error {
+		return a.node.Provide(ctx, info.Digest)
+	})
 }
 
 // onReplicated marks a blob evictable once the object store has it.

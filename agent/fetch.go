@@ -7,21 +7,31 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-dev/shoal/cas"
 	"github.com/shoal-dev/shoal/cas/objstore"
+	"github.com/shoal-dev/shoal/p2p"
 )
 
+// maxProviders bounds how many providers one fetch considers.
+const maxProviders = 16
+
 // fetcher brings blobs that miss the cache into it, once per digest however
-// many requests want them; every request follows the growing file.
+// many requests want them; every request follows the growing file. Peers
+// come first; the origin is the fallback.
 type fetcher struct {
 	cas    *cas.Store
 	origin *origin
+	node   *p2p.Node // nil when p2p is off
 	log    *slog.Logger
 	// onBytes counts bytes brought into the cache, by source.
 	onBytes func(source string, n int64)
+	// onFind observes DHT provider lookups.
+	onFind func(time.Duration)
 
 	// life bounds fetches: they outlive the request that started them (other
 	// requests may be following) but not the agent.
@@ -32,8 +42,14 @@ type fetcher struct {
 // maxFetchAttempts bounds the follow/create race loop.
 const maxFetchAttempts = 4
 
-// Follow returns a follower of d, starting a fetch from the origin if no
-// fetch is running and the blob is not cached.
+// plan is where a fetch will get its bytes.
+type plan struct {
+	size      int64
+	providers []peer.AddrInfo
+}
+
+// Follow returns a follower of d, starting a fetch if no fetch is running
+// and the blob is not cached.
 func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, error) {
 	var lastErr error
 	for range maxFetchAttempts {
@@ -44,11 +60,11 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, e
 		if !errors.Is(err, cas.ErrNotFound) {
 			return nil, err
 		}
-		size, err := f.origin.Stat(ctx, objstore.BlobKey(d))
+		p, err := f.plan(ctx, d)
 		if err != nil {
 			return nil, err
 		}
-		w, err := f.cas.Create(ctx, d, size, cas.WriteOptions{State: cas.StateReplicated})
+		w, err := f.cas.Create(ctx, d, p.size, cas.WriteOptions{State: cas.StateReplicated})
 		switch {
 		case errors.Is(err, cas.ErrExists), errors.Is(err, cas.ErrInProgress):
 			lastErr = err
@@ -57,7 +73,7 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, e
 			return nil, err
 		}
 		f.wg.Add(1)
-		go f.fromOrigin(d, w)
+		go f.run(d, p, w)
 		lastErr = nil
 	}
 	fl, err := f.cas.Follow(ctx, d)
@@ -67,30 +83,74 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, e
 	return fl, nil
 }
 
-// fromOrigin copies d from the origin into w and commits it.
-func (f *fetcher) fromOrigin(d digest.Digest, w *cas.Writer) {
+// plan finds providers and the blob's size: from the origin, or from a
+// provider when the origin does not have it.
+func (f *fetcher) plan(ctx context.Context, d digest.Digest) (plan, error) {
+	var p plan
+	if f.node != nil {
+		start := time.Now()
+		provs, err := f.node.FindProviders(ctx, d, maxProviders)
+		f.onFind(time.Since(start))
+		if err != nil {
+			f.log.Debug("find providers", "digest", d, "err", err)
+		}
+		p.providers = provs
+	}
+	size, err := f.origin.Stat(ctx, objstore.BlobKey(d))
+	if err == nil {
+		p.size = size
+		return p, nil
+	}
+	for _, prov := range p.providers {
+		f.node.Host().Peerstore().AddAddrs(prov.ID, prov.Addrs, time.Minute)
+		if size, perr := f.node.Stat(ctx, prov.ID, d); perr == nil {
+			p.size = size
+			return p, nil
+		}
+	}
+	return plan{}, err
+}
+
+// run fills w from peers, falling back to the origin, and commits it.
+func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer) {
 	defer f.wg.Done()
 	ctx := f.life
-	err := func() error {
-		rc, err := f.origin.Get(ctx, objstore.BlobKey(d), 0, -1)
-		if err != nil {
-			return err
+	if len(p.providers) > 0 {
+		err := f.fromPeers(ctx, d, p.size, w, p.providers)
+		if err == nil {
+			return
 		}
-		defer rc.Close()
-		n, err := io.Copy(w, rc)
-		f.onBytes("origin", n)
-		if err != nil {
-			return fmt.Errorf("copy from origin: %w", err)
+		f.log.Warn("fetch from peers failed, trying the origin", "digest", d, "err", err)
+		if w, err = f.cas.Create(ctx, d, p.size, cas.WriteOptions{State: cas.StateReplicated}); err != nil {
+			if !errors.Is(err, cas.ErrExists) && !errors.Is(err, cas.ErrInProgress) {
+				f.log.Warn("fetch from origin", "digest", d, "err", err)
+			}
+			return
 		}
-		_, err = w.Commit(ctx)
-		return err
-	}()
-	if err != nil {
+	}
+	if err := f.fromOrigin(ctx, d, w); err != nil {
 		w.Abort(err)
 		f.log.Warn("fetch from origin failed", "digest", d, "err", err)
-		return
+	}
+}
+
+// fromOrigin copies d from the origin into w and commits it.
+func (f *fetcher) fromOrigin(ctx context.Context, d digest.Digest, w *cas.Writer) error {
+	rc, err := f.origin.Get(ctx, objstore.BlobKey(d), 0, -1)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	n, err := io.Copy(w, rc)
+	f.onBytes("origin", n)
+	if err != nil {
+		return fmt.Errorf("copy from origin: %w", err)
+	}
+	if _, err := w.Commit(ctx); err != nil {
+		return err
 	}
 	f.log.Debug("fetched from origin", "digest", d)
+	return nil
 }
 
 // Wait blocks until running fetches end (they end when life is cancelled).

@@ -16,6 +16,7 @@ type metrics struct {
 	requestSeconds *prometheus.HistogramVec
 	fetchBytes     *prometheus.CounterVec
 	evictions      prometheus.Counter
+	dhtFind        prometheus.Histogram
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -37,6 +38,25 @@ func newMetrics(a *Agent) *metrics {
 		Name: "shoal_cache_evictions_total",
 		Help: "Blobs evicted from the cache.",
 	})
+	m.dhtFind = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "shoal_dht_find_seconds",
+		Help:    "Duration of DHT provider lookups before a fetch.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+	})
+	m.reg.MustRegister(m.dhtFind)
+	if a.node != nil {
+		m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "shoal_peer_bytes_served_total", Help: "Blob bytes sent to peers.",
+			}, func() float64 { return float64(a.node.Stats().BytesServed) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "shoal_dht_provided_blobs", Help: "Blobs this agent announces in the DHT.",
+			}, func() float64 { return float64(a.node.Stats().ProvidedBlobs) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "shoal_dht_routing_table_peers", Help: "Peers in the DHT routing table.",
+			}, func() float64 { return float64(a.node.Stats().RoutingTablePeers) }),
+		)
+	}
 	for _, s := range []string{"origin", "peer"} {
 		m.fetchBytes.WithLabelValues(s)
 	}

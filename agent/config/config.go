@@ -32,6 +32,8 @@ type Config struct {
 	Push PushConfig `yaml:"push"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
+	// P2P configures the peer-to-peer network.
+	P2P P2PConfig `yaml:"p2p"`
 	// NodeName names this agent in status and logs.
 	NodeName string `yaml:"node_name" doc:"This node's name. Default: the host name."`
 }
@@ -41,6 +43,14 @@ type CacheConfig struct {
 	MaxBytes      ByteSize `yaml:"max_bytes" doc:"Cache size cap (bytes, or with KiB/MiB/GiB/TiB). 0: the filesystem's capacity."`
 	HighWatermark float64  `yaml:"high_watermark" doc:"Fraction of the cap at which eviction starts."`
 	LowWatermark  float64  `yaml:"low_watermark" doc:"Fraction of the cap at which eviction stops."`
+}
+
+// P2PConfig configures the libp2p host and DHT.
+type P2PConfig struct {
+	Enabled      bool     `yaml:"enabled" doc:"Join the peer-to-peer network (find and serve blobs from and to peers)."`
+	Listen       []string `yaml:"listen" doc:"libp2p listen multiaddrs."`
+	Bootstrap    []string `yaml:"bootstrap" doc:"Peer multiaddrs (ending in /p2p/<id>) to join the DHT through."`
+	SwarmKeyFile string   `yaml:"swarm_key_file" doc:"Optional libp2p private-network key file; with it, QUIC is disabled (TCP only)."`
 }
 
 // PushConfig configures how pushes reach the object store.
@@ -62,6 +72,10 @@ func Default() Config {
 		Cache:        CacheConfig{HighWatermark: 0.90, LowWatermark: 0.75},
 		Push:         PushConfig{Replication: "async"},
 		Log:          LogConfig{Level: "info", Format: "json"},
+		P2P: P2PConfig{
+			Enabled: true,
+			Listen:  []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+		},
 	}
 }
 
@@ -131,6 +145,9 @@ func (c Config) Validate() error {
 	h, l := c.Cache.HighWatermark, c.Cache.LowWatermark
 	if h <= 0 || h > 1 || l <= 0 || l > 1 || l >= h {
 		errs = append(errs, fmt.Errorf("cache watermarks: want 0 < low (%v) < high (%v) <= 1", l, h))
+	}
+	if c.P2P.Enabled && len(c.P2P.Listen) == 0 {
+		errs = append(errs, errors.New("p2p.listen: empty (disable p2p with p2p.enabled: false)"))
 	}
 	if c.Push.Replication != "async" && c.Push.Replication != "sync" {
 		errs = append(errs, fmt.Errorf("push.replication: %q, want async or sync", c.Push.Replication))

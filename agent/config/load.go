@@ -19,6 +19,7 @@ type Option struct {
 	Key    string // YAML key path
 	Usage  string
 	Repeat bool // the flag may be given several times; the variable is comma-separated
+	Bool   bool // a boolean flag: --name alone means true
 	apply  func(c *Config, v string) error
 }
 
@@ -54,6 +55,21 @@ func Options() []Option {
 			apply: float(func(c *Config) *float64 { return &c.Cache.LowWatermark })},
 		{Flag: "push-replication", Env: "SHOAL_PUSH_REPLICATION", Key: "push.replication", Usage: "async or sync replication of pushes to the object store",
 			apply: str(func(c *Config) *string { return &c.Push.Replication })},
+		{Flag: "p2p", Env: "SHOAL_P2P", Key: "p2p.enabled", Usage: "join the peer-to-peer network (--p2p=false: single host)", Bool: true,
+			apply: func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return fmt.Errorf("%q is not true or false", v)
+				}
+				c.P2P.Enabled = b
+				return nil
+			}},
+		{Flag: "p2p-listen", Env: "SHOAL_P2P_LISTEN", Key: "p2p.listen", Usage: "libp2p listen multiaddr, repeatable (default TCP and QUIC on 4001)", Repeat: true,
+			apply: func(c *Config, v string) error { c.P2P.Listen = append(c.P2P.Listen, v); return nil }},
+		{Flag: "bootstrap", Env: "SHOAL_BOOTSTRAP", Key: "p2p.bootstrap", Usage: "peer multiaddr ending in /p2p/<id> to join through, repeatable", Repeat: true,
+			apply: func(c *Config, v string) error { c.P2P.Bootstrap = append(c.P2P.Bootstrap, v); return nil }},
+		{Flag: "swarm-key", Env: "SHOAL_SWARM_KEY", Key: "p2p.swarm_key_file", Usage: "libp2p private-network key file (TCP only)",
+			apply: str(func(c *Config) *string { return &c.P2P.SwarmKeyFile })},
 		{Flag: "node-name", Env: "SHOAL_NODE_NAME", Key: "node_name", Usage: "this node's name (default: host name)",
 			apply: str(func(c *Config) *string { return &c.NodeName })},
 		{Flag: "log-level", Env: "SHOAL_LOG_LEVEL", Key: "log.level", Usage: "debug, info, warn or error",
@@ -84,10 +100,15 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	}
 	var flagged []setting
 	for _, o := range opts {
-		fs.Func(o.Flag, o.Usage, func(v string) error {
+		record := func(v string) error {
 			flagged = append(flagged, setting{o, v})
 			return nil
-		})
+		}
+		if o.Bool {
+			fs.BoolFunc(o.Flag, o.Usage, record)
+		} else {
+			fs.Func(o.Flag, o.Usage, record)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -140,7 +161,12 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 }
 
 func (c *Config) resetList(o Option) {
-	if o.Key == "origins" {
+	switch o.Key {
+	case "origins":
 		c.Origins = nil
+	case "p2p.listen":
+		c.P2P.Listen = nil
+	case "p2p.bootstrap":
+		c.P2P.Bootstrap = nil
 	}
 }

@@ -14,13 +14,20 @@ import (
 // DockerDaemonJSON merges mirror into a Docker daemon.json (existing may be
 // empty) and returns the result. Every other key is kept, in its order and
 // with its value. The mirror goes first in "registry-mirrors" unless it is
-// already listed; Docker consults registry-mirrors for Docker Hub images
-// only. A plain-HTTP mirror also needs "insecure-registries", except on
-// loopback: Docker treats 127.0.0.0/8 and ::1 as insecure registries by
-// default (Engine API, RegistryServiceConfig.InsecureRegistryCIDRs), so
-// shoal's default mirror adds nothing there. When nothing changes, existing
-// is returned as is, so callers can compare bytes to skip a write and a
-// daemon restart.
+// already listed.
+//
+// Docker consults registry-mirrors for Docker Hub images only ("Only the
+// central Hub can be mirrored", Docker docs, "Mirror the Docker Hub
+// library"), and a request from it may carry no ?ns= parameter, so the
+// agent should read a missing ns as docker.io.
+//
+// A plain-HTTP mirror also needs "insecure-registries", except on loopback:
+// Docker treats 127.0.0.0/8 and ::1 as insecure registries by default
+// (Engine API, RegistryServiceConfig.InsecureRegistryCIDRs), so shoal's
+// default mirror adds nothing there.
+//
+// When nothing changes, existing is returned as is, so callers can compare
+// bytes to skip a write and a daemon restart.
 func DockerDaemonJSON(existing []byte, mirror string) ([]byte, error) {
 	endpoint, host, err := parseMirror(mirror)
 	if err != nil {

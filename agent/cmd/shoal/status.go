@@ -62,6 +62,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	row("cache", fmt.Sprintf("%s of %s in %d blobs (evicts above %s down to %s)",
 		human(s.CacheBytes), human(s.CacheLimit), s.CacheBlobs, human(s.CacheHigh), human(s.CacheLow)))
 	row("outbox pending", s.OutboxPending)
+	if s.PeerID != "" {
+		row("peer id", s.PeerID)
+		row("dht peers", s.DHTPeers)
+		for _, a := range s.P2PAddrs {
+			row("p2p addr", a)
+		}
+	}
 	if s.OutboxError != "" {
 		row("outbox last error", s.OutboxError+" at "+s.OutboxErrorAt)
 	}

@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/shoal-dev/shoal/cas"
+	"github.com/shoal-dev/shoal/p2p"
+)
+
+// peerSource serves this agent's blobs to peers: committed ones, and ones
+// still arriving (the reader follows the writer; the peer verifies the
+// whole blob before it commits anything).
+type peerSource struct{ cas *cas.Store }
+
+var _ p2p.BlobSource = peerSource{}
+
+func (s peerSource) OpenBlob(ctx context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	fl, err := s.cas.Follow(ctx, d)
+	if errors.Is(err, cas.ErrNotFound) {
+		return nil, 0, fmt.Errorf("%w: %s", p2p.ErrNotFound, d)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	size := fl.Size()
+	if size < 0 {
+		fl.Close()
+		return nil, 0, fmt.Errorf("%w: %s: size not known yet", p2p.ErrNotFound, d)
+	}
+	return fl, size, nil
+}
+
+// attemptWriter is the destination of a multi-source peer fetch. Each
+// attempt writes into its own cas writer; verifying an attempt commits it.
+// An attempt that does not verify is discarded whole by cas (its followers
+// fail), and the next attempt starts a fresh writer.
+type attemptWriter struct {
+	cas  *cas.Store
+	d    digest.Digest
+	size int64
+	w    atomic.Pointer[cas.Writer]
+}
+
+func (a *attemptWriter) WriteAt(p []byte, off int64) (int, error) {
+	return a.w.Load().WriteAt(p, off)
+}
+
+// verify commits the current attempt; on failure it opens the next one.
+func (a *attemptWriter) verify(ctx context.Context) error {
+	_, err := a.w.Load().Commit(ctx)
+	if err == nil {
+		return nil
+	}
+	next, cerr := a.cas.Create(ctx, a.d, a.size, cas.WriteOptions{State: cas.StateReplicated})
+	if cerr != nil {
+		return errors.Join(err, fmt.Errorf("next attempt: %w", cerr))
+	}
+	a.w.Store(next)
+	return err
+}
+
+// fromPeers fetches d from providers into w, retrying without peers that
+// sent corrupt bytes. On failure the current writer is aborted.
+func (f *fetcher) fromPeers(ctx context.Context, d digest.Digest, size int64, w *cas.Writer, providers []peer.AddrInfo) error {
+	aw := &attemptWriter{cas: f.cas, d: d, size: size}
+	aw.w.Store(w)
+	res, err := f.node.Fetch(ctx, d, size, providers, aw, aw.verify)
+	f.onBytes("peer", res.Last.Bytes)
+	if len(res.Blamed) > 0 {
+		f.log.Warn("peers sent corrupt bytes", "digest", d, "peers", res.Blamed)
+	}
+	if err != nil {
+		aw.w.Load().Abort(err)
+		return err
+	}
+	f.log.Debug("fetched from peers", "digest", d, "attempts", res.Attempts, "bytes_by_peer", res.Last.BytesByPeer)
+	return nil
+}
