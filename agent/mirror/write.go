@@ -46,7 +46,7 @@ type plannedFile struct {
 // it refuse with an error wrapping ErrExists that names the file, unless
 // opts.Force is set. A hosts.toml already holding the generated content is
 // left alone, so running it twice is harmless. Every upstream is checked
-// before anything is written: either all files are written or none.
+// before anything is written, so a refusal leaves every file as it was.
 //
 // With dryRun it writes nothing and prints each file, with its path and
 // what would happen, to out; it still returns the refusals a real run
