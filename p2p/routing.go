@@ -151,22 +151,22 @@ func (a announcer) waitReady(ctx context.Context) bool {
 	}
 }
 
-// FindProviders returns up to max providers of d, other than this node.
-// The lookup is bounded by FindTimeout and returns early: when max
+// FindProviders returns up to limit providers of d, other than this node.
+// The lookup is bounded by FindTimeout and returns early: when limit
 // providers arrived, when the lookup ends, or FindGrace after the first
 // provider. Finding none is not an error.
-func (n *Node) FindProviders(ctx context.Context, d digest.Digest, max int) ([]peer.AddrInfo, error) {
+func (n *Node) FindProviders(ctx context.Context, d digest.Digest, limit int) ([]peer.AddrInfo, error) {
 	c, err := DigestToCID(d)
 	if err != nil {
 		return nil, fmt.Errorf("find providers: %w", err)
 	}
-	if max <= 0 {
+	if limit <= 0 {
 		return nil, nil
 	}
 	lctx, cancel := context.WithTimeout(ctx, n.cfg.FindTimeout)
 	defer cancel()
 	// Ask for one more: the local provider store may return this node.
-	ch := n.dht.FindProvidersAsync(lctx, c, max+1)
+	ch := n.dht.FindProvidersAsync(lctx, c, limit+1)
 	var (
 		out   []peer.AddrInfo
 		grace <-chan time.Time
@@ -181,7 +181,7 @@ func (n *Node) FindProviders(ctx context.Context, d digest.Digest, max int) ([]p
 				continue
 			}
 			out = append(out, ai)
-			if len(out) >= max {
+			if len(out) >= limit {
 				return out, nil
 			}
 			if grace == nil {
