@@ -30,14 +30,15 @@ type Options struct {
 	// headers, a whole Stat, Delete or List page, and any pause in sending
 	// a request body or receiving a Get's body. Default 10s.
 	Timeout time.Duration
-	// PartSize is the multipart upload part size; a Put buffers one part,
-	// so it bounds a Put's memory, and 10,000 parts bound an object of
-	// unknown size. Objects no larger go up in one request. Default 16 MiB,
-	// minimum 5 MiB.
+	// PartSize is the multipart upload part size. Objects of known size up
+	// to PartSize stream up in one request; other Puts buffer one part at a
+	// time, so PartSize bounds a Put's memory, and S3's 10,000 parts bound
+	// the object size. Default 16 MiB, minimum 5 MiB.
 	PartSize int64
 	// Attempts bounds how often a request is tried when it fails
-	// transiently (network error, timeout, 5xx). A Put is retried only if
-	// none of its body has been read. Default 3.
+	// transiently (network error, timeout, 5xx, throttling). A Put sent as
+	// one streamed request is retried only if none of its body has been
+	// read; multipart parts are resent from their buffer. Default 3.
 	Attempts int
 	// Backoff is the first retry's maximum delay; it doubles per retry up
 	// to MaxBackoff, and each delay is drawn uniformly below it (full
