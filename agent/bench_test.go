@@ -47,7 +47,7 @@ func (p *patternReader) Read(b []byte) (int, error) {
 }
 
 // seedCache writes n pattern bytes into the agent's cache and returns the digest.
-func seedCache(b *testing.B, a *testAgent, n int64) digest.Digest {
+func seedCache(b testing.TB, a *testAgent, n int64) digest.Digest {
 	h := sha256.New()
 	if _, err := io.Copy(h, newPatternReader(n)); err != nil {
 		b.Fatal(err)

@@ -57,18 +57,21 @@ func (r *registry) GetManifest(ctx context.Context, repo, ref string) (registrya
 		return registryapi.Manifest{}, err
 	}
 	var rec meta.ManifestRecord
-	var known bool
+	var known, deleted bool
 	_ = r.meta.View(func(tx *meta.Tx) error {
 		rec, known = tx.Manifest(repo, d)
+		deleted = tx.Deleted(repo, d)
 		return nil
 	})
 	exists, err := r.origin.Exists(ctx, objstore.ManifestKey(repo, d))
 	switch {
 	case err != nil && !known:
 		return registryapi.Manifest{}, apiErr(err, registryapi.ErrManifestUnknown)
-	case err == nil && !exists:
+	case err == nil && !exists && (deleted || r.fetch.node == nil || d.String() != ref):
 		return registryapi.Manifest{}, fmt.Errorf("%w: %s@%s", registryapi.ErrManifestUnknown, repo, d)
 	}
+	// A manifest asked for by digest that the object store does not list
+	// may still be on peers: its digest verifies it, whoever serves it.
 	content, err := r.readBlob(ctx, d, maxManifestBytes)
 	if err != nil {
 		return registryapi.Manifest{}, apiErr(err, registryapi.ErrManifestUnknown)
@@ -107,6 +110,9 @@ func (r *registry) PutManifest(ctx context.Context, repo string, m registryapi.M
 	err = r.meta.Update(func(tx *meta.Tx) error {
 		rec := meta.ManifestRecord{Digest: m.Digest, MediaType: m.MediaType, Size: int64(len(m.Content)), Subject: m.Subject}
 		if err := tx.PutManifest(repo, rec); err != nil {
+			return err
+		}
+		if err := tx.SetDeleted(repo, m.Digest, false); err != nil {
 			return err
 		}
 		if m.Tag != "" {
@@ -163,6 +169,9 @@ func (r *registry) DeleteManifest(ctx context.Context, repo, ref string) error {
 	var ticket outbox.Ticket
 	err = r.meta.Update(func(tx *meta.Tx) error {
 		if err := tx.DeleteManifest(repo, d); err != nil {
+			return err
+		}
+		if err := tx.SetDeleted(repo, d, true); err != nil {
 			return err
 		}
 		for _, t := range tags {

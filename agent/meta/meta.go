@@ -8,6 +8,7 @@
 //	└── <repository>/
 //	    ├── manifests/  <digest> → JSON ManifestRecord
 //	    ├── tags/       <tag>    → <digest>
+//	    ├── deleted/    <digest> → "" (manifests deleted here: not served from peers)
 //	    └── referrers/
 //	        └── <subject digest>/  <digest> → JSON descriptor
 //
@@ -32,6 +33,7 @@ var (
 	bucketManifests = []byte("manifests")
 	bucketTags      = []byte("tags")
 	bucketReferrers = []byte("referrers")
+	bucketDeleted   = []byte("deleted")
 )
 
 // ManifestRecord describes a manifest a repository holds.
@@ -140,6 +142,33 @@ func (t *Tx) DeleteManifest(repo string, d digest.Digest) error {
 		return nil
 	}
 	return b.Delete([]byte(d))
+}
+
+// SetDeleted records (or, with deleted false, clears) that manifest d was
+// deleted from repo through this agent.
+func (t *Tx) SetDeleted(repo string, d digest.Digest, deleted bool) error {
+	b, err := t.repo(repo, true)
+	if err != nil {
+		return err
+	}
+	db, err := b.CreateBucketIfNotExists(bucketDeleted)
+	if err != nil {
+		return fmt.Errorf("meta: deleted of %s: %w", repo, err)
+	}
+	if deleted {
+		return db.Put([]byte(d), nil)
+	}
+	return db.Delete([]byte(d))
+}
+
+// Deleted reports whether manifest d was deleted from repo through this agent.
+func (t *Tx) Deleted(repo string, d digest.Digest) bool {
+	b, _ := t.repo(repo, false)
+	if b == nil {
+		return false
+	}
+	db := b.Bucket(bucketDeleted)
+	return db != nil && db.Get([]byte(d)) != nil
 }
 
 // SetTag points repo:tag at d.

@@ -54,6 +54,10 @@ func (c *Client) do(ctx context.Context, method, repo, path string, hdr http.Hea
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
+	// Refused even so: forget the token rather than send it again.
+	c.mu.Lock()
+	delete(c.tokens, pullScope(repo))
+	c.mu.Unlock()
 	return nil, responseError(resp)
 }
 
