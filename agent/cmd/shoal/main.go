@@ -22,6 +22,8 @@ const usage = `shoal: peer-to-peer container image distribution.
 Usage:
   shoal agent [flags]     run the node agent (OCI registry on 127.0.0.1:5000)
   shoal status [flags]    show the local agent's state
+  shoal configure containerd|docker [flags]
+                          point containerd or docker at the agent as a mirror
   shoal version           print the version
 
 Run "shoal COMMAND --help" for a command's flags.
@@ -44,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAgent(ctx, args[1:], stderr)
 	case "status":
 		err = runStatus(ctx, args[1:], stdout, stderr)
+	case "configure":
+		err = runConfigure(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "shoal %s\n", agent.Version)
 	case "help", "-h", "--help":
