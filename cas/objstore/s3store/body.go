@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/shoal-dev/shoal/cas/objstore"
@@ -63,77 +61,56 @@ func (b *bodyReader) Close() error {
 	return err
 }
 
-// putBody is a Put's source as the S3 client reads it. It enforces the
-// declared size: a short stream fails, and before the last declared byte
-// goes out it checks that the stream ends there, withholding that data if
-// not, so a wrong size never completes an upload. Its first error is kept
-// in err so Put can tell the caller's failures from the service's.
-type putBody struct {
+// source is a Put's reader as Put consumes it, part by part. It enforces
+// the declared size (if any): a short stream fails, and so does a longer
+// one, which it detects by reading one byte past the end before the last
+// part goes out.
+type source struct {
 	r    io.Reader
 	size int64 // -1: unknown
-	n    atomic.Int64
-
-	mu  sync.Mutex
-	err error
+	n    int64 // bytes read so far
 }
 
-// untouched reports whether nothing has been read yet, so the upload can
-// be retried from the start.
-func (b *putBody) untouched() bool { return b.n.Load() == 0 && b.failure() == nil }
-
-// failure returns the first error the source produced, if any.
-func (b *putBody) failure() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err
-}
-
-func (b *putBody) fail(err error) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.err == nil {
-		b.err = err
+// Read implements io.Reader, reading no further than the declared size.
+func (s *source) Read(p []byte) (int, error) {
+	if s.size >= 0 {
+		p = p[:min(int64(len(p)), s.size-s.n)]
 	}
-	return err
-}
-
-// Read implements io.Reader.
-func (b *putBody) Read(p []byte) (int, error) {
-	done := b.n.Load()
-	if b.size >= 0 {
-		left := b.size - done
-		if left <= 0 {
-			return 0, b.checkEnd()
-		}
-		if int64(len(p)) > left {
-			p = p[:left]
-		}
-	}
-	n, err := b.r.Read(p)
-	done = b.n.Add(int64(n))
-	switch {
-	case errors.Is(err, io.EOF) && b.size >= 0 && done < b.size:
-		return n, b.fail(fmt.Errorf("stream ended after %d bytes, want %d", done, b.size))
-	case err != nil && !errors.Is(err, io.EOF):
-		return n, b.fail(err)
-	case err == nil && b.size >= 0 && done == b.size:
-		if err := b.checkEnd(); err != io.EOF {
-			return 0, err // withhold the last bytes
-		}
-		return n, io.EOF
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if errors.Is(err, io.EOF) && s.size >= 0 && s.n < s.size {
+		err = fmt.Errorf("stream ended after %d bytes, want %d", s.n, s.size)
 	}
 	return n, err
 }
 
-// checkEnd returns io.EOF if the source holds no more bytes.
-func (b *putBody) checkEnd() error {
+// readPart fills buf (or, for a declared size, as much of it as the rest
+// of the object needs). last reports that the object ends with this part.
+func (s *source) readPart(buf []byte) (n int, last bool, err error) {
+	if s.size >= 0 {
+		buf = buf[:min(int64(len(buf)), s.size-s.n)]
+	}
+	n, err = io.ReadFull(s, buf)
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return n, true, nil // unknown size: the stream ended
+	case err != nil:
+		return n, false, err
+	case s.size >= 0 && s.n == s.size:
+		return n, true, s.checkEnd()
+	}
+	return n, false, nil
+}
+
+// checkEnd returns nil if the reader holds no more bytes.
+func (s *source) checkEnd() error {
 	var one [1]byte
-	n, err := io.ReadAtLeast(b.r, one[:], 1)
+	n, err := io.ReadAtLeast(s.r, one[:], 1)
 	switch {
 	case n > 0:
-		return b.fail(fmt.Errorf("stream is longer than its declared %d bytes", b.size))
+		return fmt.Errorf("stream is longer than its declared %d bytes", s.size)
 	case errors.Is(err, io.EOF):
-		return io.EOF
+		return nil
 	}
-	return b.fail(err)
+	return err
 }

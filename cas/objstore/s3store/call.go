@@ -16,19 +16,11 @@ import (
 type call struct {
 	op    string // for errors and logs: "stat blobs/sha256/ab…"
 	retry bool   // whether a transient failure may be retried
-	// retryIf, if set, must also allow each retry; a Put uses it to stop
-	// once its body has been read from.
-	retryIf func() bool
 	// untimed: the attempt function bounds its own time (Get, Put).
 	untimed bool
 	// keep: on success the attempt's context lives on, and fn has handed
 	// attemptOf(ctx).cancel to whoever ends it (a Get's body).
 	keep bool
-}
-
-// mayRetry reports whether c allows another attempt.
-func (c call) mayRetry() bool {
-	return c.retry && (c.retryIf == nil || c.retryIf())
 }
 
 // do runs fn under the breaker, retrying transient failures with jittered
@@ -52,7 +44,7 @@ func (s *Store) do(ctx context.Context, c call, fn func(ctx context.Context) err
 			actx, a.cancel = context.WithTimeout(ctx, s.opts.Timeout)
 		}
 		err := fn(withAttempt(actx, a))
-		if failure := a.failure(); err != nil && failure != nil && !errors.As(err, new(*bodyError)) {
+		if failure := a.failure(); err != nil && failure != nil {
 			err = failure // the client saw only the cancellation that ended its wait
 		}
 		if err != nil || !c.keep {
@@ -67,7 +59,7 @@ func (s *Store) do(ctx context.Context, c call, fn func(ctx context.Context) err
 			return fmt.Errorf("s3store: %s: %w", c.op, ctx.Err())
 		case o != failed:
 			return mapAnswer(c.op, err)
-		case try >= s.opts.Attempts || !c.mayRetry():
+		case try >= s.opts.Attempts || !c.retry:
 			return fmt.Errorf("s3store: %s: %w: %w", c.op, objstore.ErrUnavailable, err)
 		}
 		delay := s.backoff(try)
@@ -130,7 +122,7 @@ func classify(parent context.Context, err error) outcome {
 	if err == nil {
 		return answered
 	}
-	if parent.Err() != nil || errors.As(err, new(*bodyError)) {
+	if parent.Err() != nil {
 		return neutral
 	}
 	var resp minio.ErrorResponse
@@ -151,10 +143,6 @@ func classify(parent context.Context, err error) outcome {
 // mapAnswer wraps an error the service answered with (or a client-side
 // rejection), mapping a missing object to objstore.ErrNotFound.
 func mapAnswer(op string, err error) error {
-	var body *bodyError
-	if errors.As(err, &body) {
-		return fmt.Errorf("s3store: %s: %w", op, body.err)
-	}
 	if isNotFound(err) {
 		return fmt.Errorf("s3store: %s: %w", op, objstore.ErrNotFound)
 	}
@@ -180,10 +168,3 @@ func errorCode(err error) string {
 	}
 	return ""
 }
-
-// bodyError marks an error that came from the caller's Put body (a read
-// error, a size mismatch or the caller's cancellation), not the service.
-type bodyError struct{ err error }
-
-func (e *bodyError) Error() string { return e.err.Error() }
-func (e *bodyError) Unwrap() error { return e.err }

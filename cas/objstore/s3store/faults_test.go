@@ -125,6 +125,17 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 		t.Errorf("Health = %v, %v; want ok with the SlowDown recorded", ok, lastErr)
 	}
 
+	// A single PUT fails once and is resent from its buffer.
+	p.failNext("small put", 1, func(r *http.Request) bool {
+		return r.Method == http.MethodPut && !r.URL.Query().Has("partNumber")
+	})
+	if err := s.Put(ctx, "small", strings.NewReader("hello"), -1); err != nil || p.failures("small put") != 1 {
+		t.Errorf("Put after %d injected failures: %v", p.failures("small put"), err)
+	}
+	if err := s.Delete(ctx, "small"); err != nil {
+		t.Fatal(err)
+	}
+
 	// Reads fail once, twice, then for good.
 	for _, tt := range []struct {
 		failures int

@@ -3,7 +3,6 @@ package s3store
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -15,13 +14,17 @@ import (
 // default 16 MiB parts it allows objects up to 156 GiB.
 const maxParts = 10000
 
-// Put stores r under key; the object appears whole or not at all. An
-// object of known size up to Options.PartSize is streamed in one PUT (and
-// retried only if the failure came before any of r was read). Anything
-// larger, or of unknown size beyond one part, goes up as a multipart
-// upload from a buffer of one part, so each part is retried on its own and
-// a failed upload is aborted. If size >= 0 and r does not hold exactly size
-// bytes, nothing is stored.
+// smallPut is the size up to which a Put of known size gets a buffer of
+// its own rather than a pooled part buffer.
+const smallPut = 1 << 20
+
+// Put stores r under key; the object appears whole or not at all. Put
+// reads r one part (Options.PartSize) at a time into a buffer: an object
+// that fits goes up in one PUT, a larger one (or one of unknown size that
+// does not fit) as a multipart upload. Each request is resent from the
+// buffer when it fails transiently, and a failed multipart upload is
+// aborted. If size >= 0 and r does not hold exactly size bytes, nothing is
+// stored.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	name, err := s.object(key)
 	if err != nil {
@@ -33,63 +36,42 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	if size > s.opts.PartSize*maxParts {
 		return fmt.Errorf("s3store: put %s: %d bytes exceed %d parts of %d", key, size, maxParts, s.opts.PartSize)
 	}
-	body := &putBody{r: objstore.ContextReader(ctx, r), size: size}
-	if size >= 0 && size <= s.opts.PartSize {
-		c := call{op: "put " + key, retry: true, retryIf: body.untouched, untimed: true}
-		return s.putObject(ctx, c, name, body, size, body)
-	}
-
-	bufp := s.parts.Get().(*[]byte)
-	defer s.parts.Put(bufp)
-	buf := *bufp
-	n, last, err := readPart(body, buf)
+	buf, release := s.buffer(size)
+	defer release()
+	src := &source{r: objstore.ContextReader(ctx, r), size: size}
+	n, last, err := src.readPart(buf)
 	if err != nil {
 		return fmt.Errorf("s3store: put %s: %w", key, err)
 	}
 	if last {
-		// Unknown size, and it all fit in one part: one PUT, retryable.
-		c := call{op: "put " + key, retry: true, untimed: true}
-		return s.putObject(ctx, c, name, bytes.NewReader(buf[:n]), int64(n), nil)
+		return s.putObject(ctx, key, name, buf[:n])
 	}
-	return s.putMultipart(ctx, key, name, body, buf, n)
+	return s.putMultipart(ctx, key, name, src, buf, n)
 }
 
-// putObject stores one object with a single PUT of r. body, if not nil, is
-// r's source, whose failures are the caller's, not the service's.
-func (s *Store) putObject(ctx context.Context, c call, name string, r io.Reader, size int64, body *putBody) error {
+// buffer returns a buffer for a Put of size bytes (-1: unknown) and a
+// function to release it.
+func (s *Store) buffer(size int64) ([]byte, func()) {
+	if size >= 0 && size <= smallPut {
+		return make([]byte, size), func() {}
+	}
+	p := s.parts.Get().(*[]byte)
+	return *p, func() { s.parts.Put(p) }
+}
+
+// putObject stores data as one object with a single PUT.
+func (s *Store) putObject(ctx context.Context, key, name string, data []byte) error {
 	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: true}
-	return s.do(ctx, c, func(actx context.Context) error {
-		if sr, ok := r.(io.Seeker); ok {
-			if _, err := sr.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-		}
-		_, err := s.client.PutObject(actx, s.bucket, name, r, size, opts)
-		if body != nil {
-			if berr := body.failure(); berr != nil {
-				return &bodyError{err: berr}
-			}
-		}
+	return s.do(ctx, call{op: "put " + key, retry: true, untimed: true}, func(actx context.Context) error {
+		_, err := s.client.PutObject(actx, s.bucket, name, bytes.NewReader(data), int64(len(data)), opts)
 		return err
 	})
 }
 
-// readPart fills buf from body. last reports that body ended within it.
-func readPart(body *putBody, buf []byte) (n int, last bool, err error) {
-	n, err = io.ReadFull(body, buf)
-	switch {
-	case err == nil:
-		return n, false, nil
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return n, true, body.failure()
-	}
-	return n, false, err
-}
-
-// putMultipart uploads body as parts of len(buf) bytes, the first n of
+// putMultipart uploads src as parts of len(buf) bytes, the first n of
 // which are already in buf, and completes the upload; on failure it aborts
 // the upload, even if ctx is cancelled.
-func (s *Store) putMultipart(ctx context.Context, key, name string, body *putBody, buf []byte, n int) (err error) {
+func (s *Store) putMultipart(ctx context.Context, key, name string, src *source, buf []byte, n int) (err error) {
 	core := minio.Core{Client: s.client}
 	var uploadID string
 	err = s.do(ctx, call{op: "put " + key + ": start upload", retry: true}, func(actx context.Context) error {
@@ -128,7 +110,7 @@ func (s *Store) putMultipart(ctx context.Context, key, name string, body *putBod
 		if last {
 			break
 		}
-		if n, last, err = readPart(body, buf); err != nil {
+		if n, last, err = src.readPart(buf); err != nil {
 			return fmt.Errorf("s3store: put %s: %w", key, err)
 		}
 		if last && n == 0 {
