@@ -30,15 +30,14 @@ type Options struct {
 	// headers, a whole Stat, Delete or List page, and any pause in sending
 	// a request body or receiving a Get's body. Default 10s.
 	Timeout time.Duration
-	// PartSize is the multipart upload part size. Objects of known size up
-	// to PartSize stream up in one request; other Puts buffer one part at a
-	// time, so PartSize bounds a Put's memory, and S3's 10,000 parts bound
-	// the object size. Default 16 MiB, minimum 5 MiB.
+	// PartSize is the multipart upload part size. A Put reads its object
+	// one part at a time into a buffer, so PartSize bounds a Put's memory;
+	// an object that fits in one part goes up in one request. S3's 10,000
+	// parts bound the object size. Default 16 MiB, minimum 5 MiB.
 	PartSize int64
 	// Attempts bounds how often a request is tried when it fails
-	// transiently (network error, timeout, 5xx, throttling). A Put sent as
-	// one streamed request is retried only if none of its body has been
-	// read; multipart parts are resent from their buffer. Default 3.
+	// transiently (network error, timeout, 5xx, throttling); a Put's
+	// requests are resent from its part buffer. Default 3.
 	Attempts int
 	// Backoff is the first retry's maximum delay; it doubles per retry up
 	// to MaxBackoff, and each delay is drawn uniformly below it (full

@@ -6,10 +6,11 @@
 // defaults to s3.amazonaws.com, region to us-east-1 and tls to true.
 //
 // An S3 PUT is atomic per object, so readers see a whole object or none.
-// Objects up to Options.PartSize stream up in one PUT; larger ones, and
-// ones of unknown size, go up as multipart uploads from one reused buffer
-// of PartSize bytes, so a Put's memory is bounded whatever the size. Gets
-// are single ranged GETs streamed to the caller.
+// A Put reads its object one part (Options.PartSize) at a time into a
+// reused buffer: an object that fits goes up in one PUT, a larger one as a
+// multipart upload, so a Put's memory is bounded whatever the size and
+// every request can be resent. Gets are single ranged GETs streamed to the
+// caller.
 //
 // Every request has a timeout, transient failures (network errors,
 // timeouts, 5xx, throttling) are retried a bounded number of times with
