@@ -47,10 +47,10 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		benchAcquireRelease(b, []Locker{l})
 	})
 	b.Run("fleet12", func(b *testing.B) {
-		f := newSerfLockFleet(b, 3, 4, testServiceConfig())
-		lockers := make([]Locker, len(f.services))
-		for i, s := range f.services {
-			lockers[i] = s
+		f := newSerfLockFleet(b, 3, 4, testServiceConfig(), steadyMemberlist)
+		var lockers []Locker
+		for _, s := range f.services() {
+			lockers = append(lockers, s)
 		}
 		benchAcquireRelease(b, lockers)
 	})

@@ -58,7 +58,7 @@ func lockerSuite(t *testing.T, newLockers func(t *testing.T) []Locker) {
 			_ = l2.Release(ctx)
 		}},
 		{"waiter woken on release", func(t *testing.T, a, b Locker) {
-			l1, err := a.Acquire(ctx, "w", AcquireOptions{TTL: time.Second})
+			l1, err := a.Acquire(ctx, "w", AcquireOptions{TTL: 2 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +77,7 @@ func lockerSuite(t *testing.T, newLockers func(t *testing.T) []Locker) {
 			if err := <-got; err != nil {
 				t.Fatal(err)
 			}
-			if el := time.Since(start); el > 900*time.Millisecond {
+			if el := time.Since(start); el > 1500*time.Millisecond {
 				t.Fatalf("waiter took %v: woken by expiry, not release", el)
 			}
 		}},
@@ -130,14 +130,14 @@ func lockerSuite(t *testing.T, newLockers func(t *testing.T) []Locker) {
 			_ = l.Release(ctx)
 		}},
 		{"lease renews past its TTL", func(t *testing.T, a, b Locker) {
-			l, err := a.Acquire(ctx, "r", AcquireOptions{TTL: 600 * time.Millisecond})
+			l, err := a.Acquire(ctx, "r", AcquireOptions{TTL: 1500 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
 			select {
 			case <-l.Lost():
 				t.Fatal("lease lost while renewing")
-			case <-time.After(1500 * time.Millisecond):
+			case <-time.After(3 * time.Second):
 			}
 			if _, err := b.Acquire(ctx, "r", AcquireOptions{}); !errors.Is(err, ErrTimeout) {
 				t.Fatalf("renewed lock taken: %v", err)

@@ -88,7 +88,7 @@ func TestServiceProxyFailover(t *testing.T) {
 	select {
 	case <-l.Lost():
 		t.Fatal("lease lost across failover")
-	case <-time.After(2 * cfg.MaxTTL):
+	case <-time.After(cfg.MaxTTL * 3 / 2):
 	}
 	f.waitSettled(10 * time.Second)
 	if _, err := other.Acquire(ctx, lock, AcquireOptions{}); !errors.Is(err, ErrTimeout) {
@@ -114,7 +114,7 @@ func TestServiceProxyFailover(t *testing.T) {
 	select {
 	case <-l2.Lost():
 		t.Fatal("lease lost across restart of the old owner")
-	case <-time.After(2 * cfg.MaxTTL):
+	case <-time.After(cfg.MaxTTL * 3 / 2):
 	}
 	f.waitSettled(10 * time.Second)
 	if err := l2.Release(ctx); err != nil {

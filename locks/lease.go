@@ -138,7 +138,9 @@ func (l *Lease) renewLoop() {
 			l.end()
 			return
 		}
-		ctx, cancel := context.WithDeadline(l.stopCtx, deadline)
+		// One attempt may take a third of the TTL: a stuck connection
+		// must not use up the time left for retries.
+		ctx, cancel := context.WithDeadline(l.stopCtx, minTime(deadline, sent.Add(l.TTL/3)))
 		err := l.backend.renew(ctx, l.grant)
 		cancel()
 		switch {
@@ -158,4 +160,11 @@ func (l *Lease) renewLoop() {
 			interval = max(l.TTL/20, time.Millisecond)
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

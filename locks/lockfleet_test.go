@@ -12,13 +12,14 @@ import (
 	"time"
 )
 
-// testServiceConfig returns fast lock settings for tests.
+// testServiceConfig returns lock settings for tests: short, yet with room
+// for a loaded machine running -race to stall for a while.
 func testServiceConfig() ServiceConfig {
 	c := DefaultServiceConfig()
-	c.DefaultTTL = time.Second
-	c.MaxTTL = time.Second
-	c.Grace = 1500 * time.Millisecond
-	c.RequestTimeout = time.Second
+	c.DefaultTTL = 2 * time.Second
+	c.MaxTTL = 2 * time.Second
+	c.Grace = 3 * time.Second
+	c.RequestTimeout = 5 * time.Second
 	c.TickInterval = 10 * time.Millisecond
 	return c
 }
@@ -33,9 +34,12 @@ type lockFleet struct {
 	transport *http.Transport
 	cfg       ServiceConfig
 
+	links linkTable
+
 	mu    sync.Mutex
 	nodes map[string]*lockNode
-	cut   map[[2]string]bool
+	group map[string]string
+	prio  map[string]int
 }
 
 type lockNode struct {
@@ -53,7 +57,8 @@ func newLockFleet(t testing.TB, cfg ServiceConfig) *lockFleet {
 		transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
 		cfg:       cfg,
 		nodes:     make(map[string]*lockNode),
-		cut:       make(map[[2]string]bool),
+		group:     make(map[string]string),
+		prio:      make(map[string]int),
 	}
 	t.Cleanup(func() {
 		f.mu.Lock()
@@ -77,35 +82,57 @@ func (n *lockNode) stop() {
 	<-n.done
 }
 
+// linkTable records which RPC links are cut.
+type linkTable struct {
+	mu  sync.Mutex
+	cut map[[2]string]bool
+}
+
+// setLink cuts or restores the link between a and b, both ways.
+func (lt *linkTable) setLink(a, b string, up bool) {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	if lt.cut == nil {
+		lt.cut = make(map[[2]string]bool)
+	}
+	if up {
+		delete(lt.cut, [2]string{a, b})
+		delete(lt.cut, [2]string{b, a})
+	} else {
+		lt.cut[[2]string{a, b}] = true
+		lt.cut[[2]string{b, a}] = true
+	}
+}
+
+func (lt *linkTable) isCut(a, b string) bool {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	return lt.cut[[2]string{a, b}]
+}
+
 // cutRT fails requests over a cut link or from a crashed node.
 type cutRT struct {
-	f        *lockFleet
-	node     *lockNode
+	links    *linkTable
+	dead     *atomic.Bool
 	from, to string
+	next     http.RoundTripper
 }
 
 func (c cutRT) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.f.mu.Lock()
-	cut := c.f.cut[[2]string{c.from, c.to}]
-	c.f.mu.Unlock()
-	if cut || c.node.dead.Load() {
+	if c.links.isCut(c.from, c.to) || c.dead.Load() {
 		return nil, errors.New("link cut")
 	}
-	return c.f.transport.RoundTrip(r)
+	return c.next.RoundTrip(r)
 }
 
-// setLink cuts or restores the RPC link between a and b.
-func (f *lockFleet) setLink(a, b string, up bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if up {
-		delete(f.cut, [2]string{a, b})
-		delete(f.cut, [2]string{b, a})
-	} else {
-		f.cut[[2]string{a, b}] = true
-		f.cut[[2]string{b, a}] = true
+// cutDialer dials members by their URL tag over cutRT.
+func cutDialer(links *linkTable, dead *atomic.Bool, from string, next http.RoundTripper) Dialer {
+	return func(m Member) (http.RoundTripper, string, error) {
+		return cutRT{links, dead, from, m.Name, next}, m.Tags[urlTag], nil
 	}
 }
+
+func (f *lockFleet) setLink(a, b string, up bool) { f.links.setLink(a, b, up) }
 
 // start runs a node (or restarts it under its old name) and marks it alive.
 func (f *lockFleet) start(name, group string, prio int, eligible bool) *lockNode {
@@ -113,9 +140,7 @@ func (f *lockFleet) start(name, group string, prio int, eligible bool) *lockNode
 	n := &lockNode{done: make(chan struct{})}
 	cfg := f.cfg
 	cfg.Membership = f.mm.View(name)
-	cfg.Dialer = func(m Member) (http.RoundTripper, string, error) {
-		return cutRT{f, n, name, m.Name}, m.Tags[urlTag], nil
-	}
+	cfg.Dialer = cutDialer(&f.links, &n.dead, name, f.transport)
 	cfg.Logger = testLogger().With("node", name)
 	svc, err := NewService(cfg)
 	if err != nil {
@@ -127,6 +152,7 @@ func (f *lockFleet) start(name, group string, prio int, eligible bool) *lockNode
 	n.member, n.svc, n.http, n.cancel = m, svc, srv, cancel
 	f.mu.Lock()
 	f.nodes[name] = n
+	f.group[name], f.prio[name] = group, prio
 	f.mu.Unlock()
 	f.mm.Set(m)
 	go func() {
@@ -194,4 +220,24 @@ func (f *lockFleet) startGroups(groups, size int) []string {
 		}
 	}
 	return names
+}
+
+// The chaosFleet methods, for the safety test.
+
+func (f *lockFleet) service(node string) *Service { return f.node(node).svc }
+func (f *lockFleet) crash(node string)            { f.kill(node) }
+
+func (f *lockFleet) restart(node string) {
+	f.mu.Lock()
+	g, p := f.group[node], f.prio[node]
+	f.mu.Unlock()
+	f.start(node, g, p, true)
+}
+
+func (f *lockFleet) proxies() []string {
+	var out []string
+	for _, p := range Proxies(f.mm.Members()) {
+		out = append(out, p.Name)
+	}
+	return out
 }

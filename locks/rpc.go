@@ -60,7 +60,10 @@ type wireError struct {
 }
 
 func toWire(r Request, token uint64, wait time.Duration) wireRequest {
-	return wireRequest{Name: r.Name, Holder: r.Holder, Token: token, Limit: r.Limit, TTLMs: r.TTL.Milliseconds(), WaitMs: wait.Milliseconds()}
+	// Round the wait up: an owner that gives up early would make the
+	// client give up before its wait ran out.
+	waitMs := (wait + time.Millisecond - 1).Milliseconds()
+	return wireRequest{Name: r.Name, Holder: r.Holder, Token: token, Limit: r.Limit, TTLMs: r.TTL.Milliseconds(), WaitMs: waitMs}
 }
 
 func (w wireRequest) grant() Grant {

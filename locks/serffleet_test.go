@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -14,69 +15,152 @@ import (
 // serfLockFleet runs lock services whose membership is serf over an
 // in-memory network and whose RPC is loopback HTTP.
 type serfLockFleet struct {
-	serf      []*serfNode
-	services  []*Service
+	tb        testing.TB
+	mn        MemoryNetwork
+	cfg       ServiceConfig
+	tune      func(*Config)
 	transport *http.Transport
+	links     linkTable
+
+	mu    sync.Mutex
+	nodes map[string]*serfLockNode
+	meta  map[string]nodeMeta // every node ever started
+	order []string
 }
 
-func newSerfLockFleet(tb testing.TB, groups, size int, cfg ServiceConfig) *serfLockFleet {
+type nodeMeta struct {
+	group string
+	prio  int
+}
+
+type serfLockNode struct {
+	name, group string
+	prio        int
+	serf        *serfNode
+	svc         *Service
+	http        *httptest.Server
+	cancel      context.CancelFunc
+	done        chan struct{}
+	dead        atomic.Bool
+}
+
+// stop ends the node; crash cuts its gossip and RPC first, so that the
+// others see it fail rather than leave.
+func (n *serfLockNode) stop(crash bool) {
+	if crash {
+		n.dead.Store(true)
+	}
+	n.http.CloseClientConnections()
+	n.http.Close()
+	n.cancel()
+	<-n.done
+	n.serf.stop(crash)
+}
+
+func newSerfLockFleet(tb testing.TB, groups, size int, cfg ServiceConfig, tune func(*Config)) *serfLockFleet {
 	tb.Helper()
-	var mn MemoryNetwork
-	f := &serfLockFleet{transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var servers []*httptest.Server
+	f := &serfLockFleet{
+		tb: tb, cfg: cfg, tune: tune,
+		transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
+		nodes:     make(map[string]*serfLockNode),
+		meta:      make(map[string]nodeMeta),
+	}
 	tb.Cleanup(func() {
-		for _, s := range servers {
-			s.CloseClientConnections()
-			s.Close()
+		f.mu.Lock()
+		nodes := make([]*serfLockNode, 0, len(f.nodes))
+		for _, n := range f.nodes {
+			nodes = append(nodes, n)
 		}
-		cancel()
+		f.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Go(func() { n.stop(false) })
+		}
 		wg.Wait()
-		var stops sync.WaitGroup
-		for _, n := range f.serf {
-			stops.Go(func() { n.stop(false) })
-		}
-		stops.Wait()
 		f.transport.CloseIdleConnections()
 	})
 	for g := range groups {
 		for j := range size {
 			name := fmt.Sprintf("g%d-n%d", g, j)
-			var mux muxHolder
-			srv := httptest.NewServer(&mux)
-			servers = append(servers, srv)
-			var join []string
-			if len(f.serf) > 0 {
-				join = []string{f.serf[0].transport.Addr()}
-			}
-			n := startSerfNode(tb, &mn, name, fmt.Sprintf("g%d", g), j, join, map[string]string{urlTag: srv.URL}, steadyMemberlist)
-			f.serf = append(f.serf, n)
-			c := cfg
-			c.Membership = n.cluster
-			c.Dialer = TagDialer(urlTag, f.transport)
-			c.Logger = testLogger().With("node", name)
-			svc, err := NewService(c)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			mux.set(svc)
-			f.services = append(f.services, svc)
-			wg.Go(func() { _ = svc.Run(ctx) })
+			f.start(name, fmt.Sprintf("g%d", g), j)
+			f.order = append(f.order, name)
 		}
 	}
-	waitFor(tb, 20*time.Second, "serf lock fleet settled", func() bool {
+	f.waitSettled(20 * time.Second)
+	return f
+}
+
+// start runs a node, or restarts it under its old name and address.
+func (f *serfLockFleet) start(name, group string, prio int) *serfLockNode {
+	f.tb.Helper()
+	n := &serfLockNode{name: name, group: group, prio: prio, done: make(chan struct{})}
+	var mux muxHolder
+	n.http = httptest.NewServer(&mux)
+	var join []string
+	f.mu.Lock()
+	for _, other := range f.nodes {
+		join = append(join, other.serf.transport.Addr())
+	}
+	f.mu.Unlock()
+	slices.Sort(join)
+	n.serf = startSerfNode(f.tb, &f.mn, name, group, prio, join, map[string]string{urlTag: n.http.URL}, f.tune)
+	c := f.cfg
+	c.Membership = n.serf.cluster
+	c.Dialer = cutDialer(&f.links, &n.dead, name, f.transport)
+	c.Logger = testLogger().With("node", name)
+	svc, err := NewService(c)
+	if err != nil {
+		f.tb.Fatal(err)
+	}
+	n.svc = svc
+	mux.set(svc)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() {
+		defer close(n.done)
+		_ = svc.Run(ctx)
+	}()
+	f.mu.Lock()
+	f.nodes[name] = n
+	f.meta[name] = nodeMeta{group: group, prio: prio}
+	f.mu.Unlock()
+	return n
+}
+
+// services returns the services in start order.
+func (f *serfLockFleet) services() []*Service {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*Service
+	for _, name := range f.order {
+		if n := f.nodes[name]; n != nil {
+			out = append(out, n.svc)
+		}
+	}
+	return out
+}
+
+// waitSettled waits until every service sees every member alive, the same
+// proxies, and no grace period.
+func (f *serfLockFleet) waitSettled(d time.Duration) {
+	f.tb.Helper()
+	waitFor(f.tb, d, "serf lock fleet settled", func() bool {
 		now := time.Now()
 		var want []string
-		for i, svc := range f.services {
+		for i, svc := range f.services() {
 			svc.mu.Lock()
 			var names []string
 			for _, p := range svc.proxies {
 				names = append(names, p.Name)
 			}
-			full := len(svc.members) == groups*size
+			alive := 0
+			for _, m := range svc.members {
+				if m.Status == StatusAlive {
+					alive++
+				}
+			}
 			svc.mu.Unlock()
-			if !full || len(names) != groups || (i > 0 && !slices.Equal(names, want)) {
+			if alive != len(f.order) || (i > 0 && !slices.Equal(names, want)) {
 				return false
 			}
 			want = names
@@ -89,7 +173,44 @@ func newSerfLockFleet(tb testing.TB, groups, size int, cfg ServiceConfig) *serfL
 		}
 		return true
 	})
-	return f
+}
+
+// The chaosFleet methods, for the safety test.
+
+func (f *serfLockFleet) service(node string) *Service {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[node].svc
+}
+
+func (f *serfLockFleet) crash(node string) {
+	f.mu.Lock()
+	n := f.nodes[node]
+	delete(f.nodes, node)
+	f.mu.Unlock()
+	n.stop(true)
+}
+
+func (f *serfLockFleet) restart(node string) {
+	f.mu.Lock()
+	meta := f.meta[node]
+	f.mu.Unlock()
+	f.start(node, meta.group, meta.prio)
+}
+
+func (f *serfLockFleet) setLink(a, b string, up bool) { f.links.setLink(a, b, up) }
+
+// proxies returns the proxies as the first live member sees them.
+func (f *serfLockFleet) proxies() []string {
+	svcs := f.services()
+	if len(svcs) == 0 {
+		return nil
+	}
+	var out []string
+	for _, p := range Proxies(svcs[0].cfg.Membership.Members()) {
+		out = append(out, p.Name)
+	}
+	return out
 }
 
 // steadyMemberlist slows failure detection down so that a loaded test
@@ -128,8 +249,9 @@ func (m *muxHolder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestSerfServiceConformance(t *testing.T) {
 	t.Parallel()
 	lockerSuite(t, func(t *testing.T) []Locker {
-		f := newSerfLockFleet(t, 2, 2, testServiceConfig())
+		f := newSerfLockFleet(t, 2, 2, testServiceConfig(), steadyMemberlist)
+		s := f.services()
 		// g0-n0 is no proxy; g1-n1 is one.
-		return []Locker{f.services[0], f.services[3]}
+		return []Locker{s[0], s[3]}
 	})
 }
