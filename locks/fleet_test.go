@@ -125,14 +125,13 @@ func TestClusterElectionAndFailover(t *testing.T) {
 	groups := []string{"g0", "g1", "g2"}
 	var nodes []*serfNode
 	// Create every transport before any node starts gossiping.
-	for gi, g := range groups {
+	for _, g := range groups {
 		for i := range 4 {
 			name := fmt.Sprintf("%s-n%d", g, i)
 			var join []string
 			if len(nodes) > 0 {
 				join = []string{nodes[0].transport.Addr()}
 			}
-			_ = gi
 			nodes = append(nodes, startSerfNode(t, &mn, name, g, i, join, nil, nil))
 		}
 	}
@@ -151,7 +150,7 @@ func TestClusterElectionAndFailover(t *testing.T) {
 		return out
 	}
 	var proxies map[string]string
-	waitFor(t, 10*time.Second, "agreement on proxies", func() bool {
+	waitFor(t, 20*time.Second, "agreement on proxies", func() bool {
 		for _, n := range nodes {
 			if len(n.cluster.Members()) != len(nodes) {
 				return false
@@ -171,7 +170,7 @@ func TestClusterElectionAndFailover(t *testing.T) {
 	victim := nodes[7]
 	start := time.Now()
 	victim.stop(true)
-	waitFor(t, 5*time.Second, "new proxy agreed", func() bool {
+	waitFor(t, 10*time.Second, "new proxy agreed", func() bool {
 		p, ok := agreed(alive(victim.name), groups)
 		return ok && p["g1"] == "g1-n2"
 	})
@@ -180,7 +179,7 @@ func TestClusterElectionAndFailover(t *testing.T) {
 	// Restart it: it becomes g1's proxy again, and everyone agrees on the
 	// owner of every sampled lock name (no split ownership).
 	nodes[7] = startSerfNode(t, &mn, victim.name, "g1", 3, []string{nodes[0].transport.Addr()}, nil, nil)
-	waitFor(t, 5*time.Second, "restarted proxy agreed", func() bool {
+	waitFor(t, 10*time.Second, "restarted proxy agreed", func() bool {
 		p, ok := agreed(nodes, groups)
 		return ok && p["g1"] == "g1-n3"
 	})
