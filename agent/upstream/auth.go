@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -84,8 +86,11 @@ func (c *Client) answer(ctx context.Context, repo string, ch *challenge) (string
 // basic credentials when configured, and caches it under repo's scope.
 func (c *Client) fetchToken(ctx context.Context, repo string, ch *challenge) (string, error) {
 	realm, err := url.Parse(ch.params["realm"])
-	if err != nil || (realm.Scheme != "https" && realm.Scheme != "http") || realm.Host == "" {
+	if err != nil {
 		return "", fmt.Errorf("%w: bad token realm %q", ErrUnauthorized, ch.params["realm"])
+	}
+	if err := c.checkRealm(realm); err != nil {
+		return "", fmt.Errorf("%w: token realm %q: %w", ErrUnauthorized, ch.params["realm"], err)
 	}
 	q := realm.Query()
 	if svc := ch.params["service"]; svc != "" {
@@ -106,14 +111,8 @@ func (c *Client) fetchToken(ctx context.Context, repo string, ch *challenge) (st
 	if err != nil {
 		return "", fmt.Errorf("token request: %w", err)
 	}
-	withCreds := false
 	if c.creds != nil {
-		if realm.Scheme == "https" || c.scheme == "http" {
-			req.Header.Set("Authorization", c.creds.basicHeader())
-			withCreds = true
-		} else {
-			c.log.Warn("token realm is plain http; asking for an anonymous token", "realm_host", realm.Host)
-		}
+		req.Header.Set("Authorization", c.creds.basicHeader())
 	}
 	start := time.Now()
 	resp, err := c.http.Do(req)
@@ -148,8 +147,47 @@ func (c *Client) fetchToken(ctx context.Context, repo string, ch *challenge) (st
 	c.tokens[pullScope(repo)] = token{value: value, expires: expires}
 	c.mu.Unlock()
 	c.log.Debug("fetched registry token", "realm_host", realm.Host, "scope", strings.Join(scopes, " "),
-		"with_credentials", withCreds, "lifetime", life)
+		"with_credentials", c.creds != nil, "lifetime", life)
 	return value, nil
+}
+
+// checkRealm refuses token realms the registry should not be able to send
+// us (and our credentials) to: any scheme but https (http only for an
+// Insecure client), and internal IP literals (loopback, private, link-local
+// such as the cloud metadata service) unless the registry itself is at
+// one. Host names are not resolved; network controls cover DNS tricks.
+func (c *Client) checkRealm(u *url.URL) error {
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && c.scheme == "http":
+	default:
+		return fmt.Errorf("scheme %q not allowed for an %s registry", u.Scheme, c.scheme)
+	}
+	if u.Host == "" {
+		return errors.New("no host")
+	}
+	if u.Host == c.host {
+		return nil
+	}
+	regHost := c.host
+	if h, _, err := net.SplitHostPort(c.host); err == nil {
+		regHost = h
+	}
+	if isInternalIP(u.Hostname()) && !isInternalIP(regHost) {
+		return fmt.Errorf("host %s is an internal address", u.Hostname())
+	}
+	return nil
+}
+
+// isInternalIP reports whether host is an IP literal of a loopback,
+// private, link-local or unspecified address.
+func isInternalIP(host string) bool {
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return false
+	}
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
+		ip.IsLinkLocalMulticast() || ip.IsUnspecified()
 }
 
 // pruneTokensLocked drops expired tokens, and all of them if that is not

@@ -72,8 +72,11 @@ func startTokenServer(t *testing.T) (*tokenServer, string) {
 	if err := os.WriteFile(path, jwks, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	auth := fmt.Sprintf("auth:\n  token:\n    realm: %s/token\n    service: %s\n    issuer: %s\n    jwks: %s\n",
-		ts.URL, tokenService, tokenIssuer, path)
+	// The realm names the service "localhost": go-containerregistry, which
+	// seeds the registry, refuses loopback IP literals as realms.
+	realm := strings.Replace(ts.URL, "127.0.0.1", "localhost", 1) + "/token"
+	auth := fmt.Sprintf("auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    jwks: %s\n",
+		realm, tokenService, tokenIssuer, path)
 	return ts, auth
 }
 

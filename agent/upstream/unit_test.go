@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -186,25 +187,19 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestPlainHTTPRealm checks that credentials are not sent to a plain-http
-// token realm named by an https registry.
+// TestPlainHTTPRealm checks that an https registry cannot send the client
+// to a plain-http token realm: the token service is never asked.
 func TestPlainHTTPRealm(t *testing.T) {
 	t.Parallel()
-	var sawAuth atomic.Bool
+	var asked atomic.Bool
 	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "" {
-			sawAuth.Store(true)
-		}
-		io.WriteString(w, `{"token":"anonymous-token"}`)
+		asked.Store(true)
+		io.WriteString(w, `{"token":"t"}`)
 	}))
 	t.Cleanup(tokens.Close)
 	reg := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer anonymous-token" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="`+tokens.URL+`/token",service="s"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		w.WriteHeader(http.StatusNotFound)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+tokens.URL+`/token",service="s"`)
+		w.WriteHeader(http.StatusUnauthorized)
 	}))
 	t.Cleanup(reg.Close)
 	tr := reg.Client().Transport.(*http.Transport)
@@ -219,10 +214,46 @@ func TestPlainHTTPRealm(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.StatBlob(t.Context(), "team/app", digest.FromString("absent"))
-	if !errors.Is(err, ErrNotFound) {
-		t.Fatalf("StatBlob = %v, want ErrNotFound after an anonymous token", err)
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("StatBlob = %v, want ErrUnauthorized", err)
 	}
-	if sawAuth.Load() {
-		t.Fatal("credentials were sent to a plain-http token realm")
+	if asked.Load() {
+		t.Fatal("the plain-http token realm was asked")
+	}
+}
+
+func TestCheckRealm(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		host     string
+		insecure bool
+		realm    string
+		ok       bool
+	}{
+		{"registry-1.docker.io", false, "https://auth.docker.io/token", true},
+		{"registry-1.docker.io", false, "http://auth.docker.io/token", false},
+		{"registry-1.docker.io", false, "ftp://auth.docker.io/token", false},
+		{"registry-1.docker.io", false, "https://169.254.169.254/latest", false},
+		{"registry-1.docker.io", false, "https://10.0.0.1/token", false},
+		{"registry-1.docker.io", false, "https://127.0.0.1:8080/token", false},
+		{"registry-1.docker.io", false, "https://[::1]/token", false},
+		{"registry-1.docker.io", false, "https:///token", false},
+		{"10.0.0.5:5000", false, "https://10.0.0.5:5000/token", true},
+		{"10.0.0.5:5000", false, "https://10.0.0.6/token", true},
+		{"127.0.0.1:5001", true, "http://127.0.0.1:5002/token", true},
+		{"127.0.0.1:5001", true, "http://localhost:5002/token", true},
+	}
+	for _, tc := range tests {
+		c, err := New(Config{Host: tc.host, Insecure: tc.insecure})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(tc.realm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.checkRealm(u); (err == nil) != tc.ok {
+			t.Errorf("registry %s, realm %s: %v, want ok=%v", tc.host, tc.realm, err, tc.ok)
+		}
 	}
 }
