@@ -17,6 +17,7 @@ import (
 // Token lifetimes (distribution's token spec: expires_in defaults to 60s).
 const (
 	defaultTokenLifetime = 60 * time.Second
+	maxTokenLifetime     = 24 * time.Hour
 	maxTokenBody         = 1 << 20
 	maxCachedTokens      = 1024
 )
@@ -136,7 +137,7 @@ func (c *Client) fetchToken(ctx context.Context, repo string, ch *challenge) (st
 	}
 	life := defaultTokenLifetime
 	if tr.ExpiresIn > 0 {
-		life = time.Duration(tr.ExpiresIn) * time.Second
+		life = time.Duration(min(tr.ExpiresIn, int64(maxTokenLifetime/time.Second))) * time.Second
 	}
 	// Renew a little early so a token does not expire in flight.
 	expires := start.Add(life - life/10)
