@@ -51,25 +51,17 @@ func (n *Node) Withdraw(d digest.Digest) {
 	n.mu.Unlock()
 }
 
-// providedKeys is the reprovider's key source: a snapshot of the set.
-func (n *Node) providedKeys(ctx context.Context) (<-chan cid.Cid, error) {
+// providedKeys is the reprovider's key source: a snapshot of the set, in
+// a channel buffered to hold it all, so no goroutine is left blocked when
+// the reprovider stops reading (it does on shutdown).
+func (n *Node) providedKeys(context.Context) (<-chan cid.Cid, error) {
 	n.mu.Lock()
-	keys := make([]cid.Cid, 0, len(n.keys))
+	defer n.mu.Unlock()
+	ch := make(chan cid.Cid, len(n.keys))
 	for _, c := range n.keys {
-		keys = append(keys, c)
+		ch <- c
 	}
-	n.mu.Unlock()
-	ch := make(chan cid.Cid)
-	go func() {
-		defer close(ch)
-		for _, c := range keys {
-			select {
-			case ch <- c:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	close(ch)
 	return ch, nil
 }
 
