@@ -38,9 +38,6 @@ import (
 // Version is the agent's version, set at build time with -ldflags.
 var Version = "dev"
 
-// drainTimeout bounds how long shutdown waits for in-flight requests.
-const drainTimeout = 30 * time.Second
-
 // Agent is one Shoal node agent.
 type Agent struct {
 	cfg    config.Config
@@ -200,9 +197,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if err := a.notify.Stopping(); err != nil {
 			a.log.Warn("systemd notify", "err", err)
 		}
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+		drain := time.Duration(a.cfg.DrainTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 		defer cancel()
-		a.log.Info("draining", "timeout", drainTimeout.String())
+		a.log.Info("draining", "timeout", drain.String())
 		return errors.Join(regSrv.Shutdown(sctx), admSrv.Shutdown(sctx))
 	})
 	a.readyOnce.Do(func() { close(a.ready) })

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -34,6 +35,8 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 	// P2P configures the peer-to-peer network.
 	P2P P2PConfig `yaml:"p2p"`
+	// DrainTimeout bounds how long SIGTERM waits for in-flight requests.
+	DrainTimeout Duration `yaml:"drain_timeout" doc:"How long shutdown waits for in-flight requests and transfers."`
 	// NodeName names this agent in status and logs.
 	NodeName string `yaml:"node_name" doc:"This node's name. Default: the host name."`
 }
@@ -72,6 +75,7 @@ func Default() Config {
 		Cache:        CacheConfig{HighWatermark: 0.90, LowWatermark: 0.75},
 		Push:         PushConfig{Replication: "async"},
 		Log:          LogConfig{Level: "info", Format: "json"},
+		DrainTimeout: Duration(60 * time.Second),
 		P2P: P2PConfig{
 			Enabled: true,
 			Listen:  []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
@@ -148,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if c.P2P.Enabled && len(c.P2P.Listen) == 0 {
 		errs = append(errs, errors.New("p2p.listen: empty (disable p2p with p2p.enabled: false)"))
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("drain_timeout: %s, want > 0", c.DrainTimeout))
 	}
 	if c.Push.Replication != "async" && c.Push.Replication != "sync" {
 		errs = append(errs, fmt.Errorf("push.replication: %q, want async or sync", c.Push.Replication))

@@ -70,6 +70,8 @@ func Options() []Option {
 			apply: func(c *Config, v string) error { c.P2P.Bootstrap = append(c.P2P.Bootstrap, v); return nil }},
 		{Flag: "swarm-key", Env: "SHOAL_SWARM_KEY", Key: "p2p.swarm_key_file", Usage: "libp2p private-network key file (TCP only)",
 			apply: str(func(c *Config) *string { return &c.P2P.SwarmKeyFile })},
+		{Flag: "drain-timeout", Env: "SHOAL_DRAIN_TIMEOUT", Key: "drain_timeout", Usage: "how long SIGTERM waits for in-flight requests (e.g. 60s)",
+			apply: func(c *Config, v string) error { return c.DrainTimeout.Set(v) }},
 		{Flag: "node-name", Env: "SHOAL_NODE_NAME", Key: "node_name", Usage: "this node's name (default: host name)",
 			apply: str(func(c *Config) *string { return &c.NodeName })},
 		{Flag: "log-level", Env: "SHOAL_LOG_LEVEL", Key: "log.level", Usage: "debug, info, warn or error",

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -67,3 +68,22 @@ func ParseLevel(s string) (slog.Level, error) {
 	}
 	return l, nil
 }
+
+// Duration is a time.Duration written as "90s" or "2m".
+type Duration time.Duration
+
+// String prints the duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Set implements flag.Value.
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("duration %q: want e.g. 30s or 2m", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalYAML accepts "30s"-style strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return d.Set(n.Value) }
