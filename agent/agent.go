@@ -31,6 +31,7 @@ import (
 	"github.com/shoal-dev/shoal/cas"
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/filestore"
+	"github.com/shoal-dev/shoal/cas/objstore/s3store"
 	"github.com/shoal-dev/shoal/p2p"
 	"github.com/shoal-dev/shoal/registryapi"
 )
@@ -127,7 +128,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.meta, err = meta.New(a.db); err != nil {
 		return err
 	}
-	if a.store, err = openOrigins(a.cfg.Origins); err != nil {
+	if a.store, err = a.openOrigins(ctx); err != nil {
 		return err
 	}
 	a.outbox, err = outbox.New(outbox.Config{
@@ -232,23 +233,29 @@ func serve(srv *http.Server, ln net.Listener) error {
 }
 
 // openOrigins builds the object store chain from the configured URLs.
-func openOrigins(urls []string) (objstore.Store, error) {
+func (a *Agent) openOrigins(ctx context.Context) (objstore.Store, error) {
 	var stores []objstore.Store
-	for _, raw := range urls {
+	for _, raw := range a.cfg.Origins {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("origin %q: %w", raw, err)
+			return nil, fmt.Errorf("origin: %w", err)
 		}
+		var s objstore.Store
 		switch u.Scheme {
 		case "file":
-			s, err := filestore.New(u.Path)
-			if err != nil {
-				return nil, fmt.Errorf("origin %q: %w", raw, err)
-			}
-			stores = append(stores, s)
+			s, err = filestore.New(u.Path)
+		case "s3":
+			opts := s3store.DefaultOptions()
+			opts.CredentialsFile = a.cfg.OriginCredentials
+			opts.Logger = a.log.With("part", "s3")
+			s, err = s3store.New(ctx, raw, opts)
 		default:
-			return nil, fmt.Errorf("origin %q: unsupported scheme %q", raw, u.Scheme)
+			err = fmt.Errorf("unsupported scheme %q", u.Scheme)
 		}
+		if err != nil {
+			return nil, fmt.Errorf("origin %s: %w", redactedOrigins([]string{raw})[0], err)
+		}
+		stores = append(stores, s)
 	}
 	if len(stores) == 1 {
 		return stores[0], nil

@@ -26,7 +26,9 @@ type Config struct {
 	// AdminAddr serves /metrics, /healthz, /readyz and /status.
 	AdminAddr string `yaml:"admin_addr" doc:"Listen address of the admin API (/metrics, /healthz, /readyz, /status)."`
 	// Origins are object-store URLs tried in order on a miss; pushes go to the first writable one.
-	Origins []string `yaml:"origins" doc:"Object store URLs, tried in order (file:///path). Default: file://<data_dir>/origin."`
+	Origins []string `yaml:"origins" doc:"Object store URLs, tried in order: file:///path or s3://bucket[/prefix]?endpoint=HOST:PORT&region=R&tls=false. Default: file://<data_dir>/origin."`
+	// OriginCredentials is an AWS shared-credentials file for s3:// origins.
+	OriginCredentials string `yaml:"origin_credentials" doc:"AWS shared-credentials file for s3:// origins (default: AWS_* variables, then ~/.aws/credentials)."`
 	// Cache configures the local content-addressable store.
 	Cache CacheConfig `yaml:"cache"`
 	// Push configures replication of pushed content.
@@ -137,8 +139,12 @@ func (c Config) Validate() error {
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("origins: %q: %w", o, err))
+		case u.Scheme == "s3":
+			if u.Host == "" {
+				errs = append(errs, fmt.Errorf("origins: %q: want s3://bucket[/prefix]?endpoint=HOST:PORT", redact(o)))
+			}
 		case u.Scheme != "file":
-			errs = append(errs, fmt.Errorf("origins: %q: unsupported scheme %q (supported: file)", o, u.Scheme))
+			errs = append(errs, fmt.Errorf("origins: %q: unsupported scheme %q (supported: file, s3)", redact(o), u.Scheme))
 		case u.Path == "" || u.Host != "":
 			errs = append(errs, fmt.Errorf("origins: %q: want file:///absolute/path", o))
 		}
@@ -166,6 +172,16 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format: %q, want json or text", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// redact drops credentials and query from a URL for error messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery = nil, ""
+	return u.String()
 }
 
 // DefaultDataDir is $STATE_DIRECTORY (systemd), else the first writable of

@@ -47,6 +47,8 @@ func Options() []Option {
 			apply: str(func(c *Config) *string { return &c.AdminAddr })},
 		{Flag: "origin", Env: "SHOAL_ORIGIN", Key: "origins", Usage: "object store URL, repeatable, tried in order (default file://<data-dir>/origin)", Repeat: true,
 			apply: func(c *Config, v string) error { c.Origins = append(c.Origins, v); return nil }},
+		{Flag: "origin-credentials", Env: "SHOAL_ORIGIN_CREDENTIALS", Key: "origin_credentials", Usage: "AWS shared-credentials file for s3:// origins",
+			apply: str(func(c *Config) *string { return &c.OriginCredentials })},
 		{Flag: "cache-max-bytes", Env: "SHOAL_CACHE_MAX_BYTES", Key: "cache.max_bytes", Usage: "cache size cap, e.g. 20GiB (0: filesystem capacity)",
 			apply: func(c *Config, v string) error { return c.Cache.MaxBytes.Set(v) }},
 		{Flag: "cache-high-watermark", Env: "SHOAL_CACHE_HIGH_WATERMARK", Key: "cache.high_watermark", Usage: "fraction of the cap that starts eviction",

@@ -18,6 +18,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/s3store"
+	"github.com/shoal-dev/shoal/cas/objstore/s3store/s3test"
 )
 
 // faultProxy forwards to a gateway and answers 503 SlowDown to the next
@@ -37,9 +38,9 @@ type faultRule struct {
 	n     int
 }
 
-func startFaultProxy(t *testing.T, g *gateway) *faultProxy {
+func startFaultProxy(t *testing.T, g *s3test.Gateway) *faultProxy {
 	t.Helper()
-	target := &url.URL{Scheme: "http", Host: g.addr}
+	target := &url.URL{Scheme: "http", Host: g.Addr()}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = &http.Transport{}
 	p := &faultProxy{failed: map[string]int{}}
@@ -96,13 +97,13 @@ func (p *faultProxy) failures(name string) int {
 
 func TestTransientFailuresAreRetried(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
+	g := s3test.Start(t)
 	p := startFaultProxy(t, g)
 	opts := testOptions(t)
 	opts.PartSize = 5 << 20
 	opts.Attempts = 3
 	opts.BreakerThreshold = 100
-	bucket := g.bucket(t)
+	bucket := g.Bucket(t)
 	s, err := s3store.New(t.Context(), "s3://"+bucket+"?tls=false&endpoint="+p.addr, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -172,11 +173,11 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 // stream, long stream, cancelled caller) abort their uploads.
 func TestFailedPutLeavesNoUpload(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
+	g := s3test.Start(t)
 	opts := testOptions(t)
 	opts.PartSize = 5 << 20
-	bucket := g.bucket(t)
-	s, err := s3store.New(t.Context(), g.url(bucket, ""), opts)
+	bucket := g.Bucket(t)
+	s, err := s3store.New(t.Context(), g.URL(bucket, ""), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +203,8 @@ func TestFailedPutLeavesNoUpload(t *testing.T) {
 
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	core, err := minio.NewCore(g.addr, &minio.Options{
-		Creds:     credentials.NewStaticV4(testAccessKey, testSecretKey, ""),
+	core, err := minio.NewCore(g.Addr(), &minio.Options{
+		Creds:     credentials.NewStaticV4(s3test.AccessKey, s3test.SecretKey, ""),
 		Region:    "us-east-1",
 		Transport: tr,
 	})

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/cas/objstore/s3store/s3test"
 )
 
 // heapSampler records the peak heap in use while it runs.
@@ -53,7 +55,7 @@ func TestLargeStreamBoundedMemory(t *testing.T) {
 		bound      = 96 << 20 // peak heap growth; a part is 16 MiB
 		allocBound = 64 << 20 // all allocations of a Put, garbage included
 	)
-	g := startGateway(t)
+	g := s3test.Start(t)
 	opts := testOptions(t)
 	opts.Logger = nil
 	s := newStore(t, g, "", opts)

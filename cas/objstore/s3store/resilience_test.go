@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/s3store"
+	"github.com/shoal-dev/shoal/cas/objstore/s3store/s3test"
 )
 
 // TestOutage kills the gateway under a store: calls fail with
@@ -19,7 +20,7 @@ import (
 // cool-down has passed.
 func TestOutage(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
+	g := s3test.Start(t)
 	opts := testOptions(t)
 	opts.Attempts = 3
 	opts.BreakerThreshold = 3
@@ -30,7 +31,7 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	g.kill()
+	g.Kill()
 	start := time.Now()
 	_, err := s.Stat(ctx, "k")
 	first := time.Since(start)
@@ -75,7 +76,7 @@ func TestOutage(t *testing.T) {
 	}
 	t.Logf("slowest of 50 calls with the breaker open: %v", slowest)
 
-	g.start(t) // same address, same data
+	g.Start(t) // same address, same data
 	restarted := time.Now()
 	deadline := restarted.Add(10 * time.Second)
 	for {
@@ -110,7 +111,7 @@ func TestOutage(t *testing.T) {
 // whose body stalls fails instead of hanging.
 func TestHungServer(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
+	g := s3test.Start(t)
 	opts := testOptions(t)
 	opts.Timeout = 300 * time.Millisecond
 	opts.Attempts = 2
@@ -131,8 +132,8 @@ func TestHungServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	g.signal(t, syscall.SIGSTOP)
-	defer g.signal(t, syscall.SIGCONT)
+	g.Signal(t, syscall.SIGSTOP)
+	defer g.Signal(t, syscall.SIGCONT)
 	start := time.Now()
 	_, err = io.Copy(io.Discard, rc)
 	if !errors.Is(err, objstore.ErrUnavailable) {
@@ -161,7 +162,7 @@ func TestHungServer(t *testing.T) {
 // request (wrong keys) is neither.
 func TestErrorMapping(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
+	g := s3test.Start(t)
 	s := newStore(t, g, "", testOptions(t))
 	ctx := t.Context()
 	_, err := s.Stat(ctx, "missing")
@@ -176,9 +177,9 @@ func TestErrorMapping(t *testing.T) {
 	}
 
 	bad := testOptions(t)
-	bad.CredentialsFile = writeFile(t, "[default]\naws_access_key_id = "+testAccessKey+"\naws_secret_access_key = not-the-secret\n")
+	bad.CredentialsFile = writeFile(t, "[default]\naws_access_key_id = "+s3test.AccessKey+"\naws_secret_access_key = not-the-secret\n")
 	bad.Profile = "default"
-	if _, err := s3store.New(ctx, g.url(g.bucket(t), ""), bad); err == nil ||
+	if _, err := s3store.New(ctx, g.URL(g.Bucket(t), ""), bad); err == nil ||
 		errors.Is(err, objstore.ErrUnavailable) || errors.Is(err, objstore.ErrNotFound) {
 		t.Errorf("New with a wrong secret = %v, want a plain error", err)
 	} else {

@@ -13,6 +13,7 @@ import (
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/objstoretest"
 	"github.com/shoal-dev/shoal/cas/objstore/s3store"
+	"github.com/shoal-dev/shoal/cas/objstore/s3store/s3test"
 	"go.uber.org/goleak"
 )
 
@@ -26,7 +27,7 @@ func credentialsFile(t *testing.T, profile string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "credentials")
 	content := "# test keys\n[other]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n" +
-		"[" + profile + "]\naws_access_key_id = " + testAccessKey + "\naws_secret_access_key=" + testSecretKey + "\n"
+		"[" + profile + "]\naws_access_key_id = " + s3test.AccessKey + "\naws_secret_access_key=" + s3test.SecretKey + "\n"
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +58,9 @@ func testOptions(t *testing.T) s3store.Options {
 
 // newStore opens a store on a fresh bucket of g and closes it when the
 // test ends.
-func newStore(t *testing.T, g *gateway, prefix string, opts s3store.Options) *s3store.Store {
+func newStore(t *testing.T, g *s3test.Gateway, prefix string, opts s3store.Options) *s3store.Store {
 	t.Helper()
-	s, err := s3store.New(t.Context(), g.url(g.bucket(t), prefix), opts)
+	s, err := s3store.New(t.Context(), g.URL(g.Bucket(t), prefix), opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -78,7 +79,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
+	g := s3test.Start(t)
 	for _, prefix := range []string{"", "shoal/origin"} {
 		t.Run("prefix="+prefix, func(t *testing.T) {
 			t.Parallel()
@@ -95,11 +96,11 @@ func TestConformance(t *testing.T) {
 // prefix, and that they are stored as <prefix>/<key>.
 func TestPrefixIsolation(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
-	bucket := g.bucket(t)
+	g := s3test.Start(t)
+	bucket := g.Bucket(t)
 	ctx := t.Context()
 	open := func(prefix string) *s3store.Store {
-		s, err := s3store.New(ctx, g.url(bucket, prefix), testOptions(t))
+		s, err := s3store.New(ctx, g.URL(bucket, prefix), testOptions(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +114,7 @@ func TestPrefixIsolation(t *testing.T) {
 	if err := whole.Put(ctx, "team/originals", strings.NewReader("y"), 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(g.root, bucket, "team", "origin", "blobs", "x")); err != nil {
+	if _, err := os.Stat(filepath.Join(g.Root(), bucket, "team", "origin", "blobs", "x")); err != nil {
 		t.Errorf("object not stored under the prefix: %v", err)
 	}
 	var keys []string
@@ -130,8 +131,8 @@ func TestPrefixIsolation(t *testing.T) {
 
 func TestNewMissingBucket(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
-	_, err := s3store.New(t.Context(), g.url("no-such-bucket", ""), testOptions(t))
+	g := s3test.Start(t)
+	_, err := s3store.New(t.Context(), g.URL("no-such-bucket", ""), testOptions(t))
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("New on a missing bucket = %v, want a does-not-exist error", err)
 	}
@@ -140,9 +141,9 @@ func TestNewMissingBucket(t *testing.T) {
 // TestCredentialsFromEnvironment cannot run in parallel: it sets the
 // process environment.
 func TestCredentialsFromEnvironment(t *testing.T) {
-	g := startGateway(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
+	g := s3test.Start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
 	t.Setenv("AWS_SESSION_TOKEN", "")
 	t.Setenv("AWS_PROFILE", "")
 	var logs strings.Builder
@@ -156,7 +157,7 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 
 	// Wrong keys from the environment are refused by the service.
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-	_, err := s3store.New(t.Context(), g.url(g.bucket(t), ""), s3store.Options{})
+	_, err := s3store.New(t.Context(), g.URL(g.Bucket(t), ""), s3store.Options{})
 	if err == nil {
 		t.Fatal("New with a wrong secret succeeded")
 	}
@@ -168,7 +169,7 @@ func TestCredentialsFromEnvironment(t *testing.T) {
 
 func TestCredentialsFromFile(t *testing.T) {
 	t.Parallel()
-	g := startGateway(t)
+	g := s3test.Start(t)
 	var logs strings.Builder
 	opts := testOptions(t)
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -184,7 +185,7 @@ func TestCredentialsFromFile(t *testing.T) {
 		{CredentialsFile: opts.CredentialsFile, Profile: "absent"},
 		{CredentialsFile: filepath.Join(t.TempDir(), "missing")},
 	} {
-		if _, err := s3store.New(t.Context(), g.url(g.bucket(t), ""), o); err == nil {
+		if _, err := s3store.New(t.Context(), g.URL(g.Bucket(t), ""), o); err == nil {
 			t.Errorf("New with %+v succeeded", o)
 		} else {
 			checkNoSecrets(t, err.Error())
@@ -215,7 +216,7 @@ func roundTrip(t *testing.T, s *s3store.Store) {
 // checkNoSecrets fails if text contains the secret key.
 func checkNoSecrets(t *testing.T, text string) {
 	t.Helper()
-	if strings.Contains(text, testSecretKey) || strings.Contains(text, "not-the-secret") {
+	if strings.Contains(text, s3test.SecretKey) || strings.Contains(text, "not-the-secret") {
 		t.Errorf("secret key leaked into %q", text)
 	}
 }

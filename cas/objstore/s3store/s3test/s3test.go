@@ -1,4 +1,6 @@
-package s3store_test
+// Package s3test runs a real S3-compatible server (versitygw, built into
+// the repository's .tools/bin by .ci/tools.sh) on 127.0.0.1 for tests.
+package s3test
 
 import (
 	"bufio"
@@ -18,13 +20,13 @@ import (
 
 // The gateway's root account, which tests use as their credentials.
 const (
-	testAccessKey = "shoal-test-access"
-	testSecretKey = "shoal-test-secret-4c1f9a"
+	AccessKey = "shoal-test-access"
+	SecretKey = "shoal-test-secret-4c1f9a"
 )
 
-// gateway is a versitygw process serving the buckets under root (one
+// Gateway is a versitygw process serving the buckets under root (one
 // directory each) on 127.0.0.1.
-type gateway struct {
+type Gateway struct {
 	bin, root, logPath string
 	addr               string // host:port, fixed after the first start
 	cmd                *exec.Cmd
@@ -33,16 +35,23 @@ type gateway struct {
 }
 
 // findGateway returns the versitygw binary from PATH or the repository's
-// .tools/bin. Without one the test skips, unless CI is set.
-func findGateway(t *testing.T) string {
+// .tools/bin (found by walking up to go.mod). Without one the test skips,
+// unless CI is set.
+func findGateway(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("versitygw"); err == nil {
 		return p
 	}
-	p, err := filepath.Abs(filepath.Join("..", "..", "..", ".tools", "bin", "versitygw"))
-	if err == nil {
-		if _, err = os.Stat(p); err == nil {
-			return p
+	if dir, err := os.Getwd(); err == nil {
+		for range 8 {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				p := filepath.Join(dir, ".tools", "bin", "versitygw")
+				if _, err := os.Stat(p); err == nil {
+					return p
+				}
+				break
+			}
+			dir = filepath.Dir(dir)
 		}
 	}
 	msg := "versitygw not found on PATH or in .tools/bin; run .ci/tools.sh to build it"
@@ -53,12 +62,12 @@ func findGateway(t *testing.T) string {
 	return ""
 }
 
-// startGateway starts a gateway on a port the kernel picks and stops it
-// when the test ends.
-func startGateway(t *testing.T) *gateway {
+// Start starts a gateway on a port the kernel picks and stops it when the
+// test ends.
+func Start(t testing.TB) *Gateway {
 	t.Helper()
 	dir := t.TempDir()
-	g := &gateway{
+	g := &Gateway{
 		bin:     findGateway(t),
 		root:    filepath.Join(dir, "root"),
 		logPath: filepath.Join(dir, "versitygw.log"),
@@ -66,14 +75,14 @@ func startGateway(t *testing.T) *gateway {
 	if err := os.Mkdir(g.root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(g.kill)
-	g.start(t)
+	t.Cleanup(g.Kill)
+	g.Start(t)
 	return g
 }
 
-// start runs the gateway: on port 0 the first time, reading back the port
-// the kernel chose, and on that same address after a kill.
-func (g *gateway) start(t *testing.T) {
+// Start runs the gateway: on port 0 the first time, reading back the port
+// the kernel chose, and on that same address after a Kill.
+func (g *Gateway) Start(t testing.TB) {
 	t.Helper()
 	listen := g.addr
 	if listen == "" {
@@ -85,7 +94,7 @@ func (g *gateway) start(t *testing.T) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(g.bin, "--port", listen, "posix", g.root)
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+testAccessKey, "ROOT_SECRET_KEY="+testSecretKey)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start versitygw: %v", err)
@@ -118,7 +127,7 @@ func (g *gateway) start(t *testing.T) {
 }
 
 // checkAlive fails the test if the gateway exited or the deadline passed.
-func (g *gateway) checkAlive(t *testing.T, deadline time.Time) {
+func (g *Gateway) checkAlive(t testing.TB, deadline time.Time) {
 	t.Helper()
 	select {
 	case <-g.exited:
@@ -132,8 +141,8 @@ func (g *gateway) checkAlive(t *testing.T, deadline time.Time) {
 	}
 }
 
-// kill ends the gateway abruptly, as a crash would, and waits for it.
-func (g *gateway) kill() {
+// Kill ends the gateway abruptly, as a crash would, and waits for it.
+func (g *Gateway) Kill() {
 	if g.cmd == nil {
 		return
 	}
@@ -143,16 +152,16 @@ func (g *gateway) kill() {
 	g.cmd = nil
 }
 
-// signal sends sig to the running gateway.
-func (g *gateway) signal(t *testing.T, sig syscall.Signal) {
+// Signal sends sig to the running gateway.
+func (g *Gateway) Signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if err := g.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// bucket creates a bucket (a directory under the root) and returns its name.
-func (g *gateway) bucket(t *testing.T) string {
+// Bucket creates a bucket (a directory under the root) and returns its name.
+func (g *Gateway) Bucket(t testing.TB) string {
 	t.Helper()
 	name := fmt.Sprintf("shoal-%d", g.buckets.Add(1))
 	if err := os.Mkdir(filepath.Join(g.root, name), 0o755); err != nil {
@@ -161,13 +170,24 @@ func (g *gateway) bucket(t *testing.T) string {
 	return name
 }
 
-// url returns the store URL for bucket/prefix on this gateway.
-func (g *gateway) url(bucket, prefix string) string {
+// URL returns the store URL for bucket/prefix on this gateway.
+func (g *Gateway) URL(bucket, prefix string) string {
 	u := "s3://" + bucket
 	if prefix != "" {
 		u += "/" + prefix
 	}
 	return u + "?endpoint=" + g.addr + "&tls=false"
+}
+
+// Addr is the gateway's host:port.
+func (g *Gateway) Addr() string { return g.addr }
+
+// Root is the directory under which each bucket is a directory.
+func (g *Gateway) Root() string { return g.root }
+
+// Env returns the AWS_* variables that authenticate as the root account.
+func Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + AccessKey, "AWS_SECRET_ACCESS_KEY=" + SecretKey}
 }
 
 // listeningAddr finds the TCP socket process pid listens on, by matching
