@@ -20,18 +20,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("P2P_TEST_LOG") != "" {
 		golog.SetAllLoggers(golog.LevelDebug)
 	}
-	goleak.VerifyTestMain(m, leakIgnores()...)
-}
-
-// leakIgnores lists goroutines that libp2p's dependencies start once per
-// process and never stop (package-level workers), not per host.
-func leakIgnores() []goleak.Option {
-	return []goleak.Option{
-		goleak.IgnoreTopFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-		goleak.IgnoreAnyFunction("github.com/libp2p/go-flow-metrics.(*sweeper).run"),
-		goleak.IgnoreAnyFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-	}
+	// No goleak ignores: closing a Node stops every goroutine it started,
+	// libp2p's included.
+	goleak.VerifyTestMain(m)
 }
 
 // testConfig listens on loopback only, with small chunks and fast timers.

@@ -64,6 +64,7 @@ type Node struct {
 	prov   provider.System
 	ln     net.Listener
 	server *http.Server
+	mux    *http.ServeMux // the peer-facing routes; Handle adds more
 	client *http.Client
 
 	seed maphash.Seed // keys chunk hashes (see ChunkSource)

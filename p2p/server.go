@@ -26,6 +26,7 @@ func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /blobs/{digest}", n.wrap(n.serveBlob))
 	mux.Handle("GET /probe", n.wrap(n.serveProbe))
+	n.mux = mux
 	return mux
 }
 
