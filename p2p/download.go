@@ -112,6 +112,10 @@ func Blame(failed, verified DownloadStats) []peer.ID {
 	return bad
 }
 
+// maxChunks bounds the schedule's bookkeeping (8 TiB at 8 MiB chunks): a
+// size comes from a peer or a manifest and is not trusted.
+const maxChunks = 1 << 20
+
 // errStalled marks a response that sent nothing for the stall timeout.
 var errStalled = errors.New("peer stalled")
 
@@ -150,8 +154,9 @@ type download struct {
 
 func (n *Node) download(ctx context.Context, d digest.Digest, size int64, providers []peer.AddrInfo, dst io.WriterAt, opts DownloadOptions, exclude []peer.ID) (DownloadStats, error) {
 	start := time.Now()
-	if size < 0 {
-		return DownloadStats{}, fmt.Errorf("download %s: negative size %d", d, size)
+	if size < 0 || size/opts.ChunkSize >= maxChunks {
+		return DownloadStats{}, fmt.Errorf("download %s: size %d out of range (chunk size %d, at most %d chunks)",
+			d, size, opts.ChunkSize, maxChunks)
 	}
 	cands := n.candidates(providers, exclude)
 	dl := &download{

@@ -210,6 +210,11 @@ func TestDownloadSpareReplacesFailedPeer(t *testing.T) {
 	if !errors.Is(err, ErrNoProviders) {
 		t.Fatalf("Download(no provider) err = %v, want ErrNoProviders", err)
 	}
+	for _, size := range []int64{-1, 1 << 62} {
+		if _, err := client.Download(ctx, d, size, []peer.AddrInfo{addrInfo(full)}, discardAt{}); err == nil {
+			t.Errorf("Download(size %d) accepted", size)
+		}
+	}
 }
 
 // TestDownloadMergesAdjacentChunks checks that a single peer gets runs of
