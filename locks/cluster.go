@@ -39,6 +39,12 @@ type Config struct {
 	KeyringFile string
 	// ProxyEligible lets the member act as its group's proxy. Default: true.
 	ProxyEligible bool
+	// ProxyWarmup is how long an eligible member waits, once it has joined,
+	// before it advertises itself as a proxy candidate. Until the fleet has
+	// seen it alive (a restarted member may still be thought failed), it
+	// would otherwise take lock space that another proxy still serves.
+	// Default: 5s.
+	ProxyWarmup time.Duration
 	// Priority orders proxy candidates, highest first. Default: 0.
 	Priority int
 	// PeerID is the member's libp2p peer ID, advertised in tags.
@@ -64,6 +70,7 @@ func DefaultConfig() Config {
 		BindAddr:      "0.0.0.0:7946",
 		JoinRetry:     time.Second,
 		ProxyEligible: true,
+		ProxyWarmup:   5 * time.Second,
 		Memberlist:    memberlist.DefaultLANConfig(),
 	}
 }
@@ -83,6 +90,9 @@ func (c Config) Validate() error {
 		if _, _, err := splitHostPort(c.AdvertiseAddr); err != nil {
 			return fmt.Errorf("cluster config: advertise: %w", err)
 		}
+	}
+	if c.ProxyWarmup < 0 {
+		return fmt.Errorf("cluster config: proxy warm-up %v", c.ProxyWarmup)
 	}
 	if c.JoinRetry <= 0 {
 		return fmt.Errorf("cluster config: join retry %v", c.JoinRetry)
@@ -115,9 +125,14 @@ type Cluster struct {
 	mu      sync.Mutex
 	serf    *serf.Serf
 	members []Member
+	tags    map[string]string // set by SetTag
+	warm    bool              // the proxy warm-up is over
 }
 
-var _ Membership = (*Cluster)(nil)
+var (
+	_ Membership = (*Cluster)(nil)
+	_ TagSetter  = (*Cluster)(nil)
+)
 
 // New checks cfg and returns a Cluster; it starts nothing until [Cluster.Run].
 func New(cfg Config) (*Cluster, error) {
@@ -131,20 +146,58 @@ func New(cfg Config) (*Cluster, error) {
 	return &Cluster{cfg: cfg, logger: logger}, nil
 }
 
-// Self returns the local member.
+// Self returns the local member: as serf sees it once it runs, else as
+// configured.
 func (c *Cluster) Self() Member {
-	m := Member{
-		Name: c.cfg.NodeName, Status: StatusAlive, Addr: c.cfg.AdvertiseAddr,
-		Group: c.cfg.Group, ProxyEligible: c.cfg.ProxyEligible, Priority: c.cfg.Priority,
-		PeerID: c.cfg.PeerID, PeerAddrs: c.cfg.PeerAddrs,
-	}
-	m.Tags = encodeTags(m, c.cfg.Tags)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if i := slices.IndexFunc(c.members, func(x Member) bool { return x.Name == m.Name }); i >= 0 {
+	if i := slices.IndexFunc(c.members, func(x Member) bool { return x.Name == c.cfg.NodeName }); i >= 0 {
 		return c.members[i]
 	}
+	return c.configured()
+}
+
+// configured returns the local member as configured, with the tags set
+// since. Callers hold c.mu.
+func (c *Cluster) configured() Member {
+	m := Member{
+		Name: c.cfg.NodeName, Status: StatusAlive, Addr: c.cfg.AdvertiseAddr,
+		Group: c.cfg.Group, ProxyEligible: c.cfg.ProxyEligible && (c.warm || c.cfg.ProxyWarmup == 0), Priority: c.cfg.Priority,
+		PeerID: c.cfg.PeerID, PeerAddrs: c.cfg.PeerAddrs,
+	}
+	m.Tags = encodeTags(m, c.extraTags())
 	return m
+}
+
+// extraTags merges the configured tags and those set since. Callers hold c.mu.
+func (c *Cluster) extraTags() map[string]string {
+	tags := make(map[string]string, len(c.cfg.Tags)+len(c.tags))
+	for k, v := range c.cfg.Tags {
+		tags[k] = v
+	}
+	for k, v := range c.tags {
+		tags[k] = v
+	}
+	return tags
+}
+
+// SetTag sets one of the local member's tags and advertises it if serf is
+// running.
+func (c *Cluster) SetTag(key, value string) error {
+	c.mu.Lock()
+	if c.tags == nil {
+		c.tags = make(map[string]string)
+	}
+	c.tags[key] = value
+	s, tags := c.serf, c.configured().Tags
+	c.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	if err := s.SetTags(tags); err != nil {
+		return fmt.Errorf("set tag %s: %w", key, err)
+	}
+	return nil
 }
 
 // Members returns every known member, sorted by name; empty before Run.
@@ -182,7 +235,9 @@ func (c *Cluster) serfConfig(events chan serf.Event) (*serf.Config, error) {
 	}
 	conf := serf.DefaultConfig()
 	conf.NodeName = c.cfg.NodeName
-	conf.Tags = c.Self().Tags
+	c.mu.Lock()
+	conf.Tags = c.configured().Tags
+	c.mu.Unlock()
 	conf.EventCh = events
 	conf.MemberlistConfig = &ml
 	conf.LogOutput, conf.Logger = nil, std
@@ -237,8 +292,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	joinCtx, stopJoin := context.WithCancel(ctx)
+	joined := make(chan struct{})
 	if len(c.cfg.Join) > 0 {
-		wg.Go(func() { c.join(joinCtx, s) })
+		wg.Go(func() { c.join(joinCtx, s, joined) })
+	} else {
+		close(joined)
 	}
 	defer func() {
 		stopJoin()
@@ -250,12 +308,27 @@ func (c *Cluster) Run(ctx context.Context) error {
 			c.logger.Warn("shut down serf", "err", err)
 		}
 	}()
+	var warmup <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.ShutdownCh():
 			return errors.New("serf shut down")
+		case <-joined:
+			joined = nil
+			if c.cfg.ProxyEligible && c.cfg.ProxyWarmup > 0 {
+				warmup = time.After(c.cfg.ProxyWarmup)
+			}
+		case <-warmup:
+			warmup = nil
+			c.mu.Lock()
+			c.warm = true
+			tags := c.configured().Tags
+			c.mu.Unlock()
+			if err := s.SetTags(tags); err != nil {
+				c.logger.Warn("advertise proxy eligibility", "err", err)
+			}
 		case e := <-events:
 			if _, ok := e.(serf.MemberEvent); ok {
 				c.refresh(s)
@@ -264,11 +337,12 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 }
 
-func (c *Cluster) join(ctx context.Context, s *serf.Serf) {
+func (c *Cluster) join(ctx context.Context, s *serf.Serf, joined chan<- struct{}) {
 	for {
 		n, err := s.Join(c.cfg.Join, true)
 		if err == nil || n > 0 {
 			c.logger.Info("joined cluster", "contacted", n)
+			close(joined)
 			return
 		}
 		c.logger.Warn("join cluster", "err", err)

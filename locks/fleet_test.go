@@ -74,6 +74,7 @@ func startSerfNode(t testing.TB, mn *MemoryNetwork, name, group string, prio int
 	cfg.BindAddr = tr.Addr()
 	cfg.Join = join
 	cfg.JoinRetry = 20 * time.Millisecond
+	cfg.ProxyWarmup = time.Second
 	cfg.Tags = tags
 	cfg.Logger = testLogger().With("node", name)
 	cfg.Memberlist = fastMemberlist(tr)

@@ -65,6 +65,9 @@ const (
 	TagPriority = "shoal.prio"
 	TagPeerID   = "shoal.peer"
 	TagAddrs    = "shoal.addrs"
+	// TagEpoch carries a lock owner's current token epoch, so that its
+	// successor starts above it whatever their clocks say.
+	TagEpoch = "shoal.epoch"
 )
 
 // encodeTags merges the member's fields into a copy of extra.

@@ -2,6 +2,7 @@ package locks
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sync"
 )
@@ -15,6 +16,13 @@ type Membership interface {
 	Members() []Member
 	// Changed returns a channel that is closed at the next membership change.
 	Changed() <-chan struct{}
+}
+
+// TagSetter is implemented by a [Membership] that can change the local
+// member's advertised tags. The lock service uses it to advertise its token
+// epoch ([TagEpoch]).
+type TagSetter interface {
+	SetTag(key, value string) error
 }
 
 // notifier hands out a channel that is closed, and replaced, on every change.
@@ -50,7 +58,10 @@ type MemoryMembership struct {
 	changes notifier
 }
 
-var _ Membership = memoryView{}
+var (
+	_ Membership = memoryView{}
+	_ TagSetter  = memoryView{}
+)
 
 // Set adds or replaces the member m.
 func (mm *MemoryMembership) Set(m Member) {
@@ -105,3 +116,24 @@ func (v memoryView) Self() Member {
 
 func (v memoryView) Members() []Member        { return v.mm.Members() }
 func (v memoryView) Changed() <-chan struct{} { return v.mm.changes.wait() }
+
+// SetTag sets a tag of the viewing member.
+func (v memoryView) SetTag(key, value string) error {
+	v.mm.mu.Lock()
+	m, ok := v.mm.members[v.self]
+	if ok {
+		tags := make(map[string]string, len(m.Tags)+1)
+		for k, x := range m.Tags {
+			tags[k] = x
+		}
+		tags[key] = value
+		m.Tags = tags
+		v.mm.members[v.self] = m
+	}
+	v.mm.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("set tag: member %s unknown", v.self)
+	}
+	v.mm.changes.notify()
+	return nil
+}

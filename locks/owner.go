@@ -123,11 +123,11 @@ func (s *tableServer) dropUnowned(owned func(string) bool) {
 	s.deliver(s.table.DropUnowned(owned))
 }
 
-func (s *tableServer) beginGrace(d time.Duration, moved func(string) bool) {
+func (s *tableServer) beginGrace(d time.Duration, minEpoch uint64, moved func(string) bool) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	s.table.BeginGrace(now, now.Add(d), moved)
+	return s.table.BeginGrace(now, now.Add(d), minEpoch, moved)
 }
 
 // run ticks the table every interval until ctx ends.

@@ -222,7 +222,7 @@ func TestSafetyUnderChaos(t *testing.T) {
 	f := newLockFleet(t, testServiceConfig())
 	names := f.startGroups(3, 3)
 	f.waitSettled(10 * time.Second)
-	runChaos(t, f, names, safetySeed(), runFor, true)
+	runChaos(t, f, names, chaosOptions{seed: safetySeed(), runFor: runFor, isolate: true, pause: 100 * time.Millisecond, downFor: 300 * time.Millisecond})
 }
 
 // TestSafetyUnderChaosSerf runs the chaos schedule on serf membership,
@@ -237,14 +237,25 @@ func TestSafetyUnderChaosSerf(t *testing.T) {
 		runFor = 3 * time.Second
 	}
 	cfg := testServiceConfig()
-	cfg.Grace = cfg.MaxTTL + 2*time.Second // room for serf's convergence on a loaded machine
+	cfg.DefaultTTL, cfg.MaxTTL = time.Second, time.Second
+	cfg.Grace = cfg.MaxTTL + 1500*time.Millisecond // room for serf's convergence on a loaded machine
 	f := newSerfLockFleet(t, 3, 3, cfg, nil)
-	runChaos(t, f, f.order, safetySeed(), runFor, false)
+	runChaos(t, f, f.order, chaosOptions{seed: safetySeed(), runFor: runFor, pause: 400 * time.Millisecond, downFor: 1500 * time.Millisecond})
+}
+
+// chaosOptions shape a chaos run.
+type chaosOptions struct {
+	seed    uint64
+	runFor  time.Duration
+	isolate bool          // also cut a node off from every other
+	pause   time.Duration // least time between events
+	downFor time.Duration // least time a crashed node stays down
 }
 
 // runChaos runs workers on every node and a seeded schedule of crashes,
-// restarts and RPC partitions for runFor, then checks the history.
-func runChaos(t *testing.T, f chaosFleet, names []string, seed uint64, runFor time.Duration, isolate bool) {
+// restarts and RPC partitions, then checks the history.
+func runChaos(t *testing.T, f chaosFleet, names []string, o chaosOptions) {
+	seed, runFor, isolate := o.seed, o.runFor, o.isolate
 	t.Logf("seed %d, run %v", seed, runFor)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	s := &safetyRun{f: f, locks: map[string]int{"m0": 1, "m1": 1, "m2": 1, "s0": 2, "s1": 3},
@@ -286,7 +297,7 @@ func runChaos(t *testing.T, f chaosFleet, names []string, seed uint64, runFor ti
 			}
 			if _, isDown := down[victim]; !isDown {
 				s.kill(victim)
-				down[victim] = now.Add(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
+				down[victim] = now.Add(o.downFor + time.Duration(rng.IntN(1200))*time.Millisecond)
 				kills++
 			}
 		case ev < 5 && isolate:
@@ -311,7 +322,7 @@ func runChaos(t *testing.T, f chaosFleet, names []string, seed uint64, runFor ti
 			}
 		}
 		select {
-		case <-time.After(time.Duration(100+rng.IntN(300)) * time.Millisecond):
+		case <-time.After(o.pause + time.Duration(rng.IntN(300))*time.Millisecond):
 		case <-t.Context().Done():
 			return
 		}

@@ -160,7 +160,7 @@ func (f *serfLockFleet) waitSettled(d time.Duration) {
 				}
 			}
 			svc.mu.Unlock()
-			if alive != len(f.order) || (i > 0 && !slices.Equal(names, want)) {
+			if alive != len(f.order) || len(names) != f.groups() || (i > 0 && !slices.Equal(names, want)) {
 				return false
 			}
 			want = names
@@ -173,6 +173,17 @@ func (f *serfLockFleet) waitSettled(d time.Duration) {
 		}
 		return true
 	})
+}
+
+// groups returns the number of groups in the fleet.
+func (f *serfLockFleet) groups() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	seen := map[string]bool{}
+	for _, m := range f.meta {
+		seen[m.group] = true
+	}
+	return len(seen)
 }
 
 // The chaosFleet methods, for the safety test.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -138,8 +139,9 @@ func (s *Service) applyView() {
 	prev := s.proxies
 	changed := !slices.EqualFunc(prev, proxies, func(a, b Member) bool { return a.Name == b.Name && a.Group == b.Group })
 	isOwner := slices.ContainsFunc(proxies, func(p Member) bool { return p.Name == self.Name })
+	var epoch uint64
 	if changed && isOwner {
-		s.srv.beginGrace(s.cfg.Grace, func(name string) bool {
+		epoch = s.srv.beginGrace(s.cfg.Grace, maxEpoch(members)+1, func(name string) bool {
 			p, ok := OwnerProxy(prev, name)
 			return !ok || p.Name != self.Name
 		})
@@ -163,6 +165,12 @@ func (s *Service) applyView() {
 	}
 	s.mu.Unlock()
 
+	// Advertise the epoch: whoever takes over from us starts above it.
+	if ts, ok := s.cfg.Membership.(TagSetter); ok && epoch > 0 {
+		if err := ts.SetTag(TagEpoch, strconv.FormatUint(epoch, 10)); err != nil {
+			s.logger.Warn("advertise lock epoch", "err", err)
+		}
+	}
 	// Holders re-assert at once to wherever their locks now live.
 	for _, l := range held {
 		l.renewNow()
@@ -181,6 +189,18 @@ func (s *Service) applyView() {
 	}
 	p, ok := Proxy(members, self.Group)
 	s.metrics.proxySelf.Set(boolGauge(ok && p.Name == self.Name))
+}
+
+// maxEpoch returns the highest token epoch any member, alive or not,
+// advertises.
+func maxEpoch(members []Member) uint64 {
+	var e uint64
+	for _, m := range members {
+		if v, err := strconv.ParseUint(m.Tags[TagEpoch], 10, 64); err == nil {
+			e = max(e, v)
+		}
+	}
+	return e
 }
 
 func boolGauge(b bool) float64 {

@@ -76,11 +76,14 @@ func NewTable() *Table {
 
 // BeginGrace starts a grace period until the given time for the names moved
 // reports (nil: all names), and moves to a new epoch so that later tokens
-// exceed any the previous owner issued.
-func (t *Table) BeginGrace(now, until time.Time, moved func(name string) bool) {
-	t.epoch = max(uint64(now.UnixMilli()), t.epoch+1)
+// exceed any the previous owner issued: the new epoch is above the current
+// one and at least minEpoch and the wall clock in milliseconds. It returns
+// the new epoch.
+func (t *Table) BeginGrace(now, until time.Time, minEpoch uint64, moved func(name string) bool) uint64 {
+	t.epoch = max(uint64(now.UnixMilli()), t.epoch+1, minEpoch)
 	t.last = max(t.last, t.epoch<<epochShift)
 	t.grace = append(t.grace, graceEntry{until: until, moved: moved})
+	return t.epoch
 }
 
 // InGrace reports whether name is in a grace period at now.

@@ -145,14 +145,14 @@ func TestTableDropNode(t *testing.T) {
 func TestTableGraceAndReassert(t *testing.T) {
 	t.Parallel()
 	old := NewTable()
-	old.BeginGrace(at(0), at(0), nil)
+	old.BeginGrace(at(0), at(0), 0, nil)
 	g := mustAcquire(t, old, at(10), req("l", "a", 1, false))
 	s1 := mustAcquire(t, old, at(10), req("s", "a", 2, false))
 
 	// A new owner takes over 5 ms later (its clock); it grants nothing new
 	// until the grace period ends, but accepts re-assertions.
 	nw := NewTable()
-	nw.BeginGrace(at(5), at(2000), func(name string) bool { return name != "free" })
+	nw.BeginGrace(at(5), at(2000), 0, func(name string) bool { return name != "free" })
 	if _, _, err := nw.Acquire(at(20), req("l", "b", 1, false)); !errors.Is(err, ErrGrace) {
 		t.Fatalf("acquire in grace: %v", err)
 	}
@@ -197,7 +197,7 @@ func TestTableGraceAndReassert(t *testing.T) {
 func TestTableEpochOrdersOwners(t *testing.T) {
 	t.Parallel()
 	a := NewTable()
-	a.BeginGrace(at(0), at(0), nil)
+	a.BeginGrace(at(0), at(0), 0, nil)
 	var last uint64
 	for i := range 100 {
 		g := mustAcquire(t, a, at(1), req("l", string(rune('a'+i%26))+string(rune(i)), 100, false))
@@ -205,15 +205,22 @@ func TestTableEpochOrdersOwners(t *testing.T) {
 	}
 	// A successor whose clock reads only 1 ms later still starts above.
 	b := NewTable()
-	b.BeginGrace(at(1), at(1), nil)
+	b.BeginGrace(at(1), at(1), 0, nil)
 	if g := mustAcquire(t, b, at(2), req("m", "z", 1, false)); g.Token <= last {
 		t.Fatalf("successor token %d not above %d", g.Token, last)
 	}
 	// Repeated grace periods within one millisecond still advance the epoch.
 	before := b.LastToken()
-	b.BeginGrace(at(1), at(1), nil)
+	e := b.BeginGrace(at(1), at(1), 0, nil)
 	if b.LastToken() <= before {
 		t.Fatal("epoch did not advance")
+	}
+	// A successor whose clock lags still starts above the epoch it was
+	// told of (the predecessor's advertised epoch plus one).
+	c := NewTable()
+	c.BeginGrace(at(-60_000), at(-60_000), e+1, nil)
+	if g := mustAcquire(t, c, at(-59_000), req("m", "y", 1, false)); g.Token <= b.LastToken() {
+		t.Fatalf("lagging successor's token %d not above %d", g.Token, b.LastToken())
 	}
 }
 
