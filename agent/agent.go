@@ -32,6 +32,7 @@ import (
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/filestore"
 	"github.com/shoal-dev/shoal/cas/objstore/s3store"
+	"github.com/shoal-dev/shoal/locks"
 	"github.com/shoal-dev/shoal/p2p"
 	"github.com/shoal-dev/shoal/registryapi"
 )
@@ -56,6 +57,10 @@ type Agent struct {
 	outbox       *outbox.Outbox
 	registry     *registry
 	node         *p2p.Node // nil when p2p is off
+	cluster      *locks.Cluster // nil when serf is off
+	lockService  *locks.Service // nil when serf is off
+	local        *locks.Local   // the locker when serf is off
+	locker       locks.Locker
 	metrics      *metrics
 	registryAddr string
 	adminAddr    string
@@ -145,6 +150,18 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		closers = append(closers, a.node.Close)
 	}
 	a.metrics = newMetrics(a)
+	if a.cfg.Serf.Enabled {
+		if err := a.openFleet(); err != nil {
+			return err
+		}
+	} else {
+		lcfg := locks.DefaultLocalConfig()
+		lcfg.Logger, lcfg.Registerer = a.log.With("part", "locks"), a.metrics.reg
+		if a.local, err = locks.NewLocal(lcfg); err != nil {
+			return fmt.Errorf("locks: %w", err)
+		}
+		a.locker = a.local
+	}
 	if err := a.requeueLocal(ctx); err != nil {
 		return err
 	}
@@ -152,6 +169,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	life, stopFetches := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFetches()
 	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life,
+		onLockWait: func(d time.Duration) { a.metrics.lockWait.Observe(d.Seconds()) },
 		onBytes: func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
 		onFind:  func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) }}
 	org := &origin{store: a.store, queue: a.outbox, cas: a.cas}
@@ -180,6 +198,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	bgCtx, stopBg := context.WithCancel(bgCtx)
 	bg.Go(func() error { return a.cas.Run(bgCtx) })
 	bg.Go(func() error { return a.outbox.Run(bgCtx) })
+	if a.cluster != nil {
+		fetch.locker = a.lockService
+		bg.Go(func() error { return a.cluster.Run(bgCtx) })
+		bg.Go(func() error { return a.lockService.Run(bgCtx) })
+		bg.Go(func() error { return a.connectMembers(bgCtx) })
+	} else {
+		bg.Go(func() error { return a.local.Run(bgCtx) })
+	}
 	if a.node != nil {
 		bg.Go(func() error { return a.node.Run(bgCtx) })
 		if err := a.provideCached(ctx); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/shoal-dev/shoal/cas"
 	"github.com/shoal-dev/shoal/cas/objstore"
+	"github.com/shoal-dev/shoal/locks"
 	"github.com/shoal-dev/shoal/p2p"
 )
 
@@ -27,11 +28,14 @@ type fetcher struct {
 	cas    *cas.Store
 	origin *origin
 	node   *p2p.Node // nil when p2p is off
+	locker locks.Locker // nil: no origin dedup
 	log    *slog.Logger
 	// onBytes counts bytes brought into the cache, by source.
 	onBytes func(source string, n int64)
 	// onFind observes DHT provider lookups.
 	onFind func(time.Duration)
+	// onLockWait observes waits for the origin fetch lock.
+	onLockWait func(time.Duration)
 
 	// life bounds fetches: they outlive the request that started them (other
 	// requests may be following) but not the agent.
@@ -46,6 +50,9 @@ const maxFetchAttempts = 4
 type plan struct {
 	size      int64
 	providers []peer.AddrInfo
+	// lease, when set, makes this host its group's origin reader for the
+	// blob; it is released when the fetch ends.
+	lease *locks.Lease
 }
 
 // Follow returns a follower of d, starting a fetch if no fetch is running
@@ -67,9 +74,11 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, e
 		w, err := f.cas.Create(ctx, d, p.size, cas.WriteOptions{State: cas.StateReplicated})
 		switch {
 		case errors.Is(err, cas.ErrExists), errors.Is(err, cas.ErrInProgress):
+			p.release()
 			lastErr = err
 			continue // someone else got there first: follow theirs
 		case err != nil:
+			p.release()
 			return nil, err
 		}
 		f.wg.Add(1)
@@ -84,21 +93,22 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, e
 }
 
 // plan finds providers and the blob's size: from the origin, or from a
-// provider when the origin does not have it.
+// provider when the origin does not have it. When no peer has the blob and
+// the fleet has locks, it waits for its turn at the origin (one host per
+// group) or for the host whose turn it is to start serving it.
 func (f *fetcher) plan(ctx context.Context, d digest.Digest) (plan, error) {
 	var p plan
 	if f.node != nil {
-		start := time.Now()
-		provs, err := f.node.FindProviders(ctx, d, maxProviders)
-		f.onFind(time.Since(start))
-		if err != nil {
-			f.log.Debug("find providers", "digest", d, "err", err)
-		}
-		p.providers = provs
+		p.providers = f.findProviders(ctx, d)
 	}
 	size, err := f.origin.Stat(ctx, objstore.BlobKey(d))
 	if err == nil {
 		p.size = size
+		if len(p.providers) == 0 && f.locker != nil {
+			if p.lease, p.providers, err = f.originTurn(ctx, d); err != nil {
+				return plan{}, err
+			}
+		}
 		return p, nil
 	}
 	for _, prov := range p.providers {
@@ -111,10 +121,25 @@ func (f *fetcher) plan(ctx context.Context, d digest.Digest) (plan, error) {
 	return plan{}, err
 }
 
+// release gives up the plan's origin lease, if any.
+func (p plan) release() {
+	if p.lease != nil {
+		p.lease.Release(context.Background())
+	}
+}
+
 // run fills w from peers, falling back to the origin, and commits it.
 func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer) {
 	defer f.wg.Done()
+	defer p.release()
 	ctx := f.life
+	if p.lease != nil && f.node != nil {
+		// The group's origin reader announces the blob at once: the hosts
+		// waiting for their turn copy it from here while it arrives.
+		if err := f.node.Provide(ctx, d); err != nil {
+			f.log.Warn("announce blob being fetched", "digest", d, "err", err)
+		}
+	}
 	if len(p.providers) > 0 {
 		err := f.fromPeers(ctx, d, p.size, w, p.providers)
 		if err == nil {
@@ -130,6 +155,9 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer) {
 	}
 	if err := f.fromOrigin(ctx, d, w); err != nil {
 		w.Abort(err)
+		if p.lease != nil && f.node != nil {
+			f.node.Withdraw(d)
+		}
 		f.log.Warn("fetch from origin failed", "digest", d, "err", err)
 	}
 }

@@ -37,6 +37,7 @@ func startAgent(t testing.TB, originDir string, mutate ...func(*config.Config)) 
 	cfg.Origins = []string{"file://" + originDir}
 	cfg.NodeName = "test"
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	cfg.Serf.Addr = "127.0.0.1:0"
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	fetchBytes     *prometheus.CounterVec
 	evictions      prometheus.Counter
 	dhtFind        prometheus.Histogram
+	lockWait       prometheus.Histogram
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -43,7 +44,12 @@ func newMetrics(a *Agent) *metrics {
 		Help:    "Duration of DHT provider lookups before a fetch.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 	})
-	m.reg.MustRegister(m.dhtFind)
+	m.lockWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "shoal_origin_lock_wait_seconds",
+		Help:    "Time a miss waited for its group's origin fetch lock or for the winner to appear as a provider.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	})
+	m.reg.MustRegister(m.dhtFind, m.lockWait)
 	if a.node != nil {
 		m.reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -70,7 +70,7 @@ func startProcess(t *testing.T, args ...string) *agentProcess {
 func startProcessEnv(t *testing.T, env []string, args ...string) *agentProcess {
 	t.Helper()
 	args = append([]string{"agent", "--registry-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--p2p-listen", "/ip4/127.0.0.1/tcp/0"}, args...)
+		"--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--serf-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(shoalBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()

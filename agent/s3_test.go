@@ -20,7 +20,7 @@ func s3Agent(t *testing.T, originURL, creds string) *testAgent {
 	return startAgent(t, t.TempDir(), func(c *config.Config) {
 		c.Origins = []string{originURL}
 		c.OriginCredentials = creds
-		c.P2P.Enabled = false
+		c.P2P.Enabled, c.Serf.Enabled = false, false
 	})
 }
 

@@ -37,6 +37,10 @@ type Config struct {
 	Log LogConfig `yaml:"log"`
 	// P2P configures the peer-to-peer network.
 	P2P P2PConfig `yaml:"p2p"`
+	// Serf configures fleet membership, group-proxy election and locks.
+	Serf SerfConfig `yaml:"serf"`
+	// Group is this node's group (a rack or a zone): one origin fetch per group.
+	Group string `yaml:"group" doc:"This node's group (a rack, a zone): the origin is read once per group."`
 	// DrainTimeout bounds how long SIGTERM waits for in-flight requests.
 	DrainTimeout Duration `yaml:"drain_timeout" doc:"How long shutdown waits for in-flight requests and transfers."`
 	// NodeName names this agent in status and logs.
@@ -56,6 +60,16 @@ type P2PConfig struct {
 	Listen       []string `yaml:"listen" doc:"libp2p listen multiaddrs."`
 	Bootstrap    []string `yaml:"bootstrap" doc:"Peer multiaddrs (ending in /p2p/<id>) to join the DHT through."`
 	SwarmKeyFile string   `yaml:"swarm_key_file" doc:"Optional libp2p private-network key file; with it, QUIC is disabled (TCP only)."`
+}
+
+// SerfConfig configures membership over serf.
+type SerfConfig struct {
+	Enabled       bool     `yaml:"enabled" doc:"Join the fleet's serf cluster (needs p2p; locks and origin dedup ride on it)."`
+	Addr          string   `yaml:"addr" doc:"Serf gossip address, host:port."`
+	Join          []string `yaml:"join" doc:"Serf addresses of members to join (host:port); they also bootstrap the DHT."`
+	KeyringFile   string   `yaml:"keyring_file" doc:"Serf keyring (JSON list of base64 keys, first primary): encrypts gossip."`
+	ProxyEligible bool     `yaml:"proxy_eligible" doc:"This node may act as its group's lock proxy."`
+	ProxyPriority int      `yaml:"proxy_priority" doc:"Higher wins the group's proxy election; ties go by name."`
 }
 
 // PushConfig configures how pushes reach the object store.
@@ -78,6 +92,8 @@ func Default() Config {
 		Push:         PushConfig{Replication: "async"},
 		Log:          LogConfig{Level: "info", Format: "json"},
 		DrainTimeout: Duration(60 * time.Second),
+		Group:        "default",
+		Serf:         SerfConfig{Enabled: true, Addr: "0.0.0.0:7946", ProxyEligible: true},
 		P2P: P2PConfig{
 			Enabled: true,
 			Listen:  []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
@@ -158,6 +174,17 @@ func (c Config) Validate() error {
 	}
 	if c.P2P.Enabled && len(c.P2P.Listen) == 0 {
 		errs = append(errs, errors.New("p2p.listen: empty (disable p2p with p2p.enabled: false)"))
+	}
+	if c.Serf.Enabled {
+		if _, _, err := net.SplitHostPort(c.Serf.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("serf.addr: %q is not host:port: %w", c.Serf.Addr, err))
+		}
+		if !c.P2P.Enabled {
+			errs = append(errs, errors.New("serf.enabled needs p2p.enabled (locks travel over peer connections)"))
+		}
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("group: empty"))
 	}
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("drain_timeout: %s, want > 0", c.DrainTimeout))

@@ -58,20 +58,34 @@ func Options() []Option {
 		{Flag: "push-replication", Env: "SHOAL_PUSH_REPLICATION", Key: "push.replication", Usage: "async or sync replication of pushes to the object store",
 			apply: str(func(c *Config) *string { return &c.Push.Replication })},
 		{Flag: "p2p", Env: "SHOAL_P2P", Key: "p2p.enabled", Usage: "join the peer-to-peer network (--p2p=false: single host)", Bool: true,
-			apply: func(c *Config, v string) error {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return fmt.Errorf("%q is not true or false", v)
-				}
-				c.P2P.Enabled = b
-				return nil
-			}},
+			apply: boolSetter(func(c *Config) *bool { return &c.P2P.Enabled })},
 		{Flag: "p2p-listen", Env: "SHOAL_P2P_LISTEN", Key: "p2p.listen", Usage: "libp2p listen multiaddr, repeatable (default TCP and QUIC on 4001)", Repeat: true,
 			apply: func(c *Config, v string) error { c.P2P.Listen = append(c.P2P.Listen, v); return nil }},
 		{Flag: "bootstrap", Env: "SHOAL_BOOTSTRAP", Key: "p2p.bootstrap", Usage: "peer multiaddr ending in /p2p/<id> to join through, repeatable", Repeat: true,
 			apply: func(c *Config, v string) error { c.P2P.Bootstrap = append(c.P2P.Bootstrap, v); return nil }},
 		{Flag: "swarm-key", Env: "SHOAL_SWARM_KEY", Key: "p2p.swarm_key_file", Usage: "libp2p private-network key file (TCP only)",
 			apply: str(func(c *Config) *string { return &c.P2P.SwarmKeyFile })},
+		{Flag: "serf", Env: "SHOAL_SERF", Key: "serf.enabled", Usage: "join the serf cluster (--serf=false: no fleet coordination)", Bool: true,
+			apply: boolSetter(func(c *Config) *bool { return &c.Serf.Enabled })},
+		{Flag: "serf-addr", Env: "SHOAL_SERF_ADDR", Key: "serf.addr", Usage: "serf gossip address (default 0.0.0.0:7946)",
+			apply: str(func(c *Config) *string { return &c.Serf.Addr })},
+		{Flag: "join", Env: "SHOAL_JOIN", Key: "serf.join", Usage: "serf address of a member to join, repeatable", Repeat: true,
+			apply: func(c *Config, v string) error { c.Serf.Join = append(c.Serf.Join, v); return nil }},
+		{Flag: "serf-keyring", Env: "SHOAL_SERF_KEYRING", Key: "serf.keyring_file", Usage: "serf keyring file (encrypts gossip)",
+			apply: str(func(c *Config) *string { return &c.Serf.KeyringFile })},
+		{Flag: "group", Env: "SHOAL_GROUP", Key: "group", Usage: "this node's group, e.g. a rack (default: default)",
+			apply: str(func(c *Config) *string { return &c.Group })},
+		{Flag: "proxy-eligible", Env: "SHOAL_PROXY_ELIGIBLE", Key: "serf.proxy_eligible", Usage: "may act as the group's lock proxy", Bool: true,
+			apply: boolSetter(func(c *Config) *bool { return &c.Serf.ProxyEligible })},
+		{Flag: "proxy-priority", Env: "SHOAL_PROXY_PRIORITY", Key: "serf.proxy_priority", Usage: "proxy election priority (higher wins)",
+			apply: func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return fmt.Errorf("%q is not an integer", v)
+				}
+				c.Serf.ProxyPriority = n
+				return nil
+			}},
 		{Flag: "drain-timeout", Env: "SHOAL_DRAIN_TIMEOUT", Key: "drain_timeout", Usage: "how long SIGTERM waits for in-flight requests (e.g. 60s)",
 			apply: func(c *Config, v string) error { return c.DrainTimeout.Set(v) }},
 		{Flag: "node-name", Env: "SHOAL_NODE_NAME", Key: "node_name", Usage: "this node's name (default: host name)",
@@ -80,6 +94,18 @@ func Options() []Option {
 			apply: str(func(c *Config) *string { return &c.Log.Level })},
 		{Flag: "log-format", Env: "SHOAL_LOG_FORMAT", Key: "log.format", Usage: "json or text",
 			apply: str(func(c *Config) *string { return &c.Log.Format })},
+	}
+}
+
+// boolSetter parses a boolean setting.
+func boolSetter(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", v)
+		}
+		*p(c) = b
+		return nil
 	}
 }
 
@@ -172,5 +198,7 @@ func (c *Config) resetList(o Option) {
 		c.P2P.Listen = nil
 	case "p2p.bootstrap":
 		c.P2P.Bootstrap = nil
+	case "serf.join":
+		c.Serf.Join = nil
 	}
 }
