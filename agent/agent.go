@@ -56,7 +56,7 @@ type Agent struct {
 	store        objstore.Store
 	outbox       *outbox.Outbox
 	registry     *registry
-	node         *p2p.Node // nil when p2p is off
+	node         *p2p.Node      // nil when p2p is off
 	cluster      *locks.Cluster // nil when serf is off
 	lockService  *locks.Service // nil when serf is off
 	local        *locks.Local   // the locker when serf is off
@@ -170,8 +170,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer stopFetches()
 	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life,
 		onLockWait: func(d time.Duration) { a.metrics.lockWait.Observe(d.Seconds()) },
-		onBytes: func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
-		onFind:  func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) }}
+		onBytes:    func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
+		onFind:     func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) }}
 	org := &origin{store: a.store, queue: a.outbox, cas: a.cas}
 	fetch.origin = org
 	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch,

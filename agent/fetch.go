@@ -27,7 +27,7 @@ const maxProviders = 16
 type fetcher struct {
 	cas    *cas.Store
 	origin *origin
-	node   *p2p.Node // nil when p2p is off
+	node   *p2p.Node    // nil when p2p is off
 	locker locks.Locker // nil: no origin dedup
 	log    *slog.Logger
 	// onBytes counts bytes brought into the cache, by source.
