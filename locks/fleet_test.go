@@ -159,7 +159,7 @@ func TestClusterElectionAndFailover(t *testing.T) {
 		}
 		var ok bool
 		proxies, ok = agreed(nodes, groups)
-		return ok
+		return ok && proxies["g0"] != "" && proxies["g1"] != "" && proxies["g2"] != ""
 	})
 	for _, g := range groups {
 		if want := g + "-n3"; proxies[g] != want {

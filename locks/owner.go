@@ -130,6 +130,14 @@ func (s *tableServer) beginGrace(d time.Duration, minEpoch uint64, moved func(st
 	return s.table.BeginGrace(now, now.Add(d), minEpoch, moved)
 }
 
+// raiseEpoch raises the epoch to at least e and returns the epoch now.
+func (s *tableServer) raiseEpoch(e uint64) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raised := s.table.RaiseEpoch(e)
+	return s.table.Epoch(), raised
+}
+
 // run ticks the table every interval until ctx ends.
 func (s *tableServer) run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)

@@ -114,3 +114,32 @@ func TestTagDialer(t *testing.T) {
 		t.Fatalf("missing tag: %v", err)
 	}
 }
+
+func TestServiceAdvertisesEpoch(t *testing.T) {
+	t.Parallel()
+	f := newLockFleet(t, testServiceConfig())
+	f.startGroups(2, 2)
+	f.waitSettled(10 * time.Second)
+	// Every proxy advertises its epoch; the successor of a failed proxy
+	// starts above the highest one.
+	var highest uint64
+	for _, m := range f.mm.Members() {
+		if !m.ProxyEligible || m.Name[len(m.Name)-1] != '1' {
+			continue
+		}
+		e := maxEpoch([]Member{m}, "")
+		if e == 0 {
+			t.Fatalf("proxy %s advertises no epoch", m.Name)
+		}
+		highest = max(highest, e)
+	}
+	f.kill("g0-n1")
+	waitFor(t, 5*time.Second, "successor's epoch", func() bool {
+		for _, m := range f.mm.Members() {
+			if m.Name == "g0-n0" {
+				return maxEpoch([]Member{m}, "") > highest
+			}
+		}
+		return false
+	})
+}

@@ -215,7 +215,7 @@ func safetySeed() uint64 {
 // partition is exercised quickly.
 func TestSafetyUnderChaos(t *testing.T) {
 	t.Parallel()
-	runFor := 8 * time.Second
+	runFor := 6 * time.Second
 	if testing.Short() {
 		runFor = 3 * time.Second
 	}
@@ -232,7 +232,7 @@ func TestSafetyUnderChaos(t *testing.T) {
 // tokens can order, so membership partitions are left out.
 func TestSafetyUnderChaosSerf(t *testing.T) {
 	t.Parallel()
-	runFor := 8 * time.Second
+	runFor := 6 * time.Second
 	if testing.Short() {
 		runFor = 3 * time.Second
 	}

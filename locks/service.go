@@ -141,10 +141,18 @@ func (s *Service) applyView() {
 	isOwner := slices.ContainsFunc(proxies, func(p Member) bool { return p.Name == self.Name })
 	var epoch uint64
 	if changed && isOwner {
-		epoch = s.srv.beginGrace(s.cfg.Grace, maxEpoch(members)+1, func(name string) bool {
+		epoch = s.srv.beginGrace(s.cfg.Grace, maxEpoch(members, "")+1, func(name string) bool {
 			p, ok := OwnerProxy(prev, name)
 			return !ok || p.Name != self.Name
 		})
+	} else if isOwner {
+		// A member of our group advertising a higher epoch owned our
+		// share while views disagreed (we were thought failed): issue
+		// tokens above its own from now on.
+		if e, raised := s.srv.raiseEpoch(maxEpoch(members, self.Group, self.Name) + 1); raised {
+			epoch = e
+			s.logger.Warn("raised lock epoch above a group peer's", "epoch", e)
+		}
 	}
 	s.self, s.members, s.proxies = self, members, proxies
 	var gone []string
@@ -191,11 +199,15 @@ func (s *Service) applyView() {
 	s.metrics.proxySelf.Set(boolGauge(ok && p.Name == self.Name))
 }
 
-// maxEpoch returns the highest token epoch any member, alive or not,
-// advertises.
-func maxEpoch(members []Member) uint64 {
+// maxEpoch returns the highest token epoch advertised by any member, alive
+// or not, or only by the members of group other than self when group is
+// set.
+func maxEpoch(members []Member, group string, self ...string) uint64 {
 	var e uint64
 	for _, m := range members {
+		if group != "" && (m.Group != group || slices.Contains(self, m.Name)) {
+			continue
+		}
 		if v, err := strconv.ParseUint(m.Tags[TagEpoch], 10, 64); err == nil {
 			e = max(e, v)
 		}

@@ -86,6 +86,21 @@ func (t *Table) BeginGrace(now, until time.Time, minEpoch uint64, moved func(nam
 	return t.epoch
 }
 
+// Epoch returns the current token epoch.
+func (t *Table) Epoch() uint64 { return t.epoch }
+
+// RaiseEpoch moves to epoch e if it is above the current one, so that later
+// tokens exceed those of an owner that advertised epoch e-1, and reports
+// whether it moved.
+func (t *Table) RaiseEpoch(e uint64) bool {
+	if e <= t.epoch {
+		return false
+	}
+	t.epoch = e
+	t.last = max(t.last, e<<epochShift)
+	return true
+}
+
 // InGrace reports whether name is in a grace period at now.
 func (t *Table) InGrace(name string, now time.Time) bool {
 	for _, g := range t.grace {

@@ -249,3 +249,18 @@ func TestTableInvalid(t *testing.T) {
 		}
 	}
 }
+
+func TestTableRaiseEpoch(t *testing.T) {
+	t.Parallel()
+	tb := NewTable()
+	e := tb.BeginGrace(at(0), at(0), 0, nil)
+	if tb.RaiseEpoch(e) || tb.RaiseEpoch(e-1) {
+		t.Fatal("raised to an epoch not above the current one")
+	}
+	if !tb.RaiseEpoch(e+10) || tb.Epoch() != e+10 {
+		t.Fatalf("epoch %d after raise to %d", tb.Epoch(), e+10)
+	}
+	if g := mustAcquire(t, tb, at(1), req("l", "a", 1, false)); g.Token>>epochShift != e+10 {
+		t.Fatalf("token %d not in raised epoch %d", g.Token, e+10)
+	}
+}
