@@ -230,6 +230,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		a.log.Info("draining", "timeout", drain.String())
 		return errors.Join(regSrv.Shutdown(sctx), admSrv.Shutdown(sctx))
 	})
+	if a.cluster != nil {
+		if err := a.awaitSerf(ctx); err != nil {
+			stopBg()
+			bg.Wait()
+			return err
+		}
+	}
 	a.readyOnce.Do(func() { close(a.ready) })
 	if err := a.notify.Ready(); err != nil {
 		a.log.Warn("systemd notify", "err", err)
@@ -287,6 +294,28 @@ func (a *Agent) openOrigins(ctx context.Context) (objstore.Store, error) {
 		return stores[0], nil
 	}
 	return objstore.Chain(stores...), nil
+}
+
+// awaitSerf waits until serf runs and lists this node (with its bound
+// gossip address), so readiness means the fleet can reach us.
+func (a *Agent) awaitSerf(ctx context.Context) error {
+	deadline := time.After(30 * time.Second)
+	for {
+		changed := a.cluster.Changed()
+		for _, m := range a.cluster.Members() {
+			if m.Name == a.cfg.NodeName {
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			return errors.New("serf did not start within 30s")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // onCacheChange announces added blobs to peers, withdraws removed ones,

@@ -37,6 +37,9 @@ func (a *Agent) openFleet() error {
 	}
 	scfg := locks.DefaultServiceConfig()
 	scfg.Membership, scfg.Dialer = cluster, a.lockDialer
+	scfg.DefaultTTL = time.Duration(a.cfg.Locks.TTL)
+	scfg.MaxTTL = time.Duration(a.cfg.Locks.MaxTTL)
+	scfg.Grace = time.Duration(a.cfg.Locks.Grace)
 	scfg.Logger, scfg.Registerer = a.log.With("part", "locks"), a.metrics.reg
 	svc, err := locks.NewService(scfg)
 	if err != nil {

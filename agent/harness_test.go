@@ -38,6 +38,8 @@ func startAgent(t testing.TB, originDir string, mutate ...func(*config.Config)) 
 	cfg.NodeName = "test"
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	cfg.Serf.Addr = "127.0.0.1:0"
+	// Fresh test fleets: short leases so a new proxy's grace period is short.
+	cfg.Locks = config.LocksConfig{TTL: config.Duration(time.Second), MaxTTL: config.Duration(2 * time.Second), Grace: config.Duration(3 * time.Second)}
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -12,9 +12,6 @@ import (
 )
 
 const (
-	// fetchLockTTL is the lease of an origin fetch; it is renewed while the
-	// fetch runs, so it only bounds how long a dead winner blocks others.
-	fetchLockTTL = 10 * time.Second
 	// fetchLockWait bounds how long a host waits for its group's winner.
 	fetchLockWait = 10 * time.Minute
 	// providerPoll is how often a waiter looks for the winner in the DHT.
@@ -39,7 +36,7 @@ func (f *fetcher) originTurn(ctx context.Context, d digest.Digest) (*locks.Lease
 	acquired := make(chan result, 1)
 	start := time.Now()
 	go func() {
-		l, err := f.locker.Acquire(actx, fetchLockName(d), locks.AcquireOptions{TTL: fetchLockTTL, Wait: fetchLockWait})
+		l, err := f.locker.Acquire(actx, fetchLockName(d), locks.AcquireOptions{Wait: fetchLockWait})
 		acquired <- result{l, err}
 	}()
 	poll := time.NewTicker(providerPoll)

@@ -39,6 +39,8 @@ type Config struct {
 	P2P P2PConfig `yaml:"p2p"`
 	// Serf configures fleet membership, group-proxy election and locks.
 	Serf SerfConfig `yaml:"serf"`
+	// Locks configures lease timing for the fleet's locks.
+	Locks LocksConfig `yaml:"locks"`
 	// Group is this node's group (a rack or a zone): one origin fetch per group.
 	Group string `yaml:"group" doc:"This node's group (a rack, a zone): the origin is read once per group."`
 	// DrainTimeout bounds how long SIGTERM waits for in-flight requests.
@@ -72,6 +74,15 @@ type SerfConfig struct {
 	ProxyPriority int      `yaml:"proxy_priority" doc:"Higher wins the group's proxy election; ties go by name."`
 }
 
+// LocksConfig sets lease timing: a dead holder's locks are free after TTL;
+// a proxy that takes over lock space grants nothing new for Grace, while
+// holders re-assert (Grace must exceed MaxTTL plus membership convergence).
+type LocksConfig struct {
+	TTL    Duration `yaml:"ttl" doc:"Default lease TTL (renewed while held)."`
+	MaxTTL Duration `yaml:"max_ttl" doc:"Longest lease TTL a proxy grants."`
+	Grace  Duration `yaml:"grace" doc:"How long a proxy that gains lock space grants nothing new (> max_ttl)."`
+}
+
 // PushConfig configures how pushes reach the object store.
 type PushConfig struct {
 	Replication string `yaml:"replication" doc:"async: 201 once stored locally and queued; sync: 201 once in the object store."`
@@ -93,6 +104,7 @@ func Default() Config {
 		Log:          LogConfig{Level: "info", Format: "json"},
 		DrainTimeout: Duration(60 * time.Second),
 		Group:        "default",
+		Locks:        LocksConfig{TTL: Duration(10 * time.Second), MaxTTL: Duration(15 * time.Second), Grace: Duration(20 * time.Second)},
 		Serf:         SerfConfig{Enabled: true, Addr: "0.0.0.0:7946", ProxyEligible: true},
 		P2P: P2PConfig{
 			Enabled: true,
@@ -182,6 +194,9 @@ func (c Config) Validate() error {
 		if !c.P2P.Enabled {
 			errs = append(errs, errors.New("serf.enabled needs p2p.enabled (locks travel over peer connections)"))
 		}
+	}
+	if l := c.Locks; l.TTL <= 0 || l.MaxTTL < l.TTL || l.Grace <= l.MaxTTL {
+		errs = append(errs, fmt.Errorf("locks: want 0 < ttl (%s) <= max_ttl (%s) < grace (%s)", l.TTL, l.MaxTTL, l.Grace))
 	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("group: empty"))

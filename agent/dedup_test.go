@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/agent/config"
+	"github.com/shoal-dev/shoal/cas/objstore"
+	"github.com/shoal-dev/shoal/cas/objstore/filestore"
+	"github.com/shoal-dev/shoal/locks"
+)
+
+// startSerfFleet starts agents on one origin, the first one's serf address
+// joined by the rest, with groups[i] as agent i's group, and waits until
+// every agent sees every member alive and has DHT peers.
+func startSerfFleet(t *testing.T, origin string, groups []string) []*testAgent {
+	t.Helper()
+	fleet := make([]*testAgent, len(groups))
+	begin := time.Now()
+	defer func() { t.Logf("fleet of %d ready in %s", len(groups), time.Since(begin).Round(time.Millisecond)) }()
+	for i, g := range groups {
+		fleet[i] = startAgent(t, origin, func(c *config.Config) {
+			c.NodeName = fmt.Sprintf("node-%02d", i)
+			c.Group = g
+			if i > 0 {
+				c.Serf.Join = []string{fleet[0].cluster.Self().Addr}
+			}
+		})
+	}
+	t.Logf("agents started in %s", time.Since(begin).Round(time.Millisecond))
+	waitFor(t, "membership and DHT", 60*time.Second, func() bool {
+		for _, a := range fleet {
+			alive := 0
+			for _, m := range a.cluster.Members() {
+				if m.Status == locks.StatusAlive {
+					alive++
+				}
+			}
+			if alive != len(fleet) || a.node.Stats().RoutingTablePeers == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	return fleet
+}
+
+// TestOriginOncePerGroup: hosts that miss the same blob at the same moment,
+// with no peer holding it, read the origin once per group; every host gets
+// identical bytes.
+func TestOriginOncePerGroup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fleet test: not in -short")
+	}
+	for _, tc := range []struct {
+		name   string
+		groups []string
+	}{
+		{"one group of 8", []string{"a", "a", "a", "a", "a", "a", "a", "a"}},
+		{"two groups of 4", []string{"a", "a", "a", "a", "b", "b", "b", "b"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			origin := t.TempDir()
+			store, err := filestore.New(origin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blob, d := randomBlob(4242, 24<<20)
+			if err := store.Put(t.Context(), objstore.BlobKey(d), bytes.NewReader(blob), int64(len(blob))); err != nil {
+				t.Fatal(err)
+			}
+			fleet := startSerfFleet(t, origin, tc.groups)
+			groups := map[string]bool{}
+			for _, g := range tc.groups {
+				groups[g] = true
+			}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			errs := make([]error, len(fleet))
+			for i, a := range fleet {
+				wg.Go(func() {
+					<-start
+					ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+					defer cancel()
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.url("/v2/dedup/repo/blobs/"+d.String()), nil)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					body, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err == nil && (resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob)) {
+						err = fmt.Errorf("status %d, %d bytes, identical %v", resp.StatusCode, len(body), bytes.Equal(body, blob))
+					}
+					errs[i] = err
+				})
+			}
+			pullStart := time.Now()
+			close(start)
+			wg.Wait()
+			t.Logf("pulls took %s", time.Since(pullStart).Round(time.Millisecond))
+			t.Cleanup(func() { t.Logf("stopping fleet at %s", time.Now().Format("15:04:05.000")) })
+			var originBytes, peerBytes float64
+			for i, a := range fleet {
+				if errs[i] != nil {
+					t.Fatalf("%s: %v", a.cfg.NodeName, errs[i])
+				}
+				t.Logf("%s: lock wait %.2fs over %.0f waits, dht find %.2fs over %.0f lookups", a.cfg.NodeName,
+					a.metric(t, "shoal_origin_lock_wait_seconds_sum"), a.metric(t, "shoal_origin_lock_wait_seconds_count"),
+					a.metric(t, "shoal_dht_find_seconds_sum"), a.metric(t, "shoal_dht_find_seconds_count"))
+				originBytes += a.metric(t, `shoal_fetch_bytes_total{source="origin"}`)
+				peerBytes += a.metric(t, `shoal_fetch_bytes_total{source="peer"}`)
+			}
+			reads := originBytes / float64(len(blob))
+			t.Logf("%d hosts, %d groups: origin served %.2f× the blob, peers %.2f×", len(fleet), len(groups), reads, peerBytes/float64(len(blob)))
+			if reads > float64(len(groups)) {
+				t.Fatalf("the origin served the blob %.2f times, want at most once per group (%d)", reads, len(groups))
+			}
+		})
+	}
+}
