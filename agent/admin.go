@@ -4,30 +4,53 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shoal-dev/shoal/locks"
 )
+
+// member is one serf member as /status shows it.
+type member struct {
+	Name   string `json:"name"`
+	Group  string `json:"group"`
+	Status string `json:"status"`
+	Addr   string `json:"addr"`
+	Proxy  bool   `json:"proxy"`
+}
+
+// lockOwner says which proxy owns a group's share of the lock space.
+type lockOwner struct {
+	Group string `json:"group"`
+	Proxy string `json:"proxy"`
+}
 
 // Status is the JSON document served at /status and printed by `shoal status`.
 type Status struct {
-	Node          string   `json:"node"`
-	Version       string   `json:"version"`
-	Ready         bool     `json:"ready"`
-	RegistryAddr  string   `json:"registry_addr"`
-	DataDir       string   `json:"data_dir"`
-	Origins       []string `json:"origins"`
-	CacheBytes    int64    `json:"cache_bytes"`
-	CacheBlobs    int      `json:"cache_blobs"`
-	CacheLimit    int64    `json:"cache_limit_bytes"`
-	CacheHigh     int64    `json:"cache_high_watermark_bytes"`
-	CacheLow      int64    `json:"cache_low_watermark_bytes"`
-	OutboxPending int      `json:"outbox_pending"`
-	OutboxError   string   `json:"outbox_last_error,omitempty"`
-	OutboxErrorAt string   `json:"outbox_last_error_at,omitempty"`
-	PeerID        string   `json:"peer_id,omitempty"`
-	P2PAddrs      []string `json:"p2p_addrs,omitempty"`
-	DHTPeers      int      `json:"dht_peers"`
+	Node          string      `json:"node"`
+	Version       string      `json:"version"`
+	Ready         bool        `json:"ready"`
+	RegistryAddr  string      `json:"registry_addr"`
+	DataDir       string      `json:"data_dir"`
+	Origins       []string    `json:"origins"`
+	CacheBytes    int64       `json:"cache_bytes"`
+	CacheBlobs    int         `json:"cache_blobs"`
+	CacheLimit    int64       `json:"cache_limit_bytes"`
+	CacheHigh     int64       `json:"cache_high_watermark_bytes"`
+	CacheLow      int64       `json:"cache_low_watermark_bytes"`
+	OutboxPending int         `json:"outbox_pending"`
+	OutboxError   string      `json:"outbox_last_error,omitempty"`
+	OutboxErrorAt string      `json:"outbox_last_error_at,omitempty"`
+	Group         string      `json:"group"`
+	Proxy         string      `json:"proxy,omitempty"`
+	Members       []member    `json:"members,omitempty"`
+	LockOwners    []lockOwner `json:"lock_owners,omitempty"`
+	HeldLocks     []heldLock  `json:"held_locks"`
+	PeerID        string      `json:"peer_id,omitempty"`
+	P2PAddrs      []string    `json:"p2p_addrs,omitempty"`
+	DHTPeers      int         `json:"dht_peers"`
 }
 
 func (a *Agent) status() Status {
@@ -41,6 +64,21 @@ func (a *Agent) status() Status {
 	case <-a.ready:
 		s.Ready = true
 	default:
+	}
+	s.Group, s.HeldLocks = a.cfg.Group, a.holds.list()
+	if a.cluster != nil {
+		members := a.cluster.Members()
+		proxies := locks.Proxies(members)
+		if p, ok := locks.Proxy(members, a.cfg.Group); ok {
+			s.Proxy = p.Name
+		}
+		for _, m := range members {
+			isProxy := slices.ContainsFunc(proxies, func(p locks.Member) bool { return p.Name == m.Name })
+			s.Members = append(s.Members, member{Name: m.Name, Group: m.Group, Status: m.Status.String(), Addr: m.Addr, Proxy: isProxy})
+		}
+		for _, p := range proxies {
+			s.LockOwners = append(s.LockOwners, lockOwner{Group: p.Group, Proxy: p.Name})
+		}
 	}
 	if a.node != nil {
 		s.PeerID, s.P2PAddrs, s.DHTPeers = a.node.ID().String(), a.node.Addrs(), a.node.Stats().RoutingTablePeers
@@ -65,6 +103,7 @@ func (a *Agent) adminHandler() http.Handler {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 		}
 	})
+	mux.HandleFunc("POST /v1/locks/hold", a.serveLockHold)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

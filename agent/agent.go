@@ -61,6 +61,7 @@ type Agent struct {
 	lockService  *locks.Service // nil when serf is off
 	local        *locks.Local   // the locker when serf is off
 	locker       locks.Locker
+	holds        holds // locks held for local clients
 	metrics      *metrics
 	registryAddr string
 	adminAddr    string

@@ -22,6 +22,8 @@ const usage = `shoal: peer-to-peer container image distribution.
 Usage:
   shoal agent [flags]     run the node agent (OCI registry on 127.0.0.1:5000)
   shoal status [flags]    show the local agent's state
+  shoal lock run NAME [--limit N] -- CMD
+                          run CMD while holding a fleet lock (rolling restarts)
   shoal configure containerd|docker [flags]
                           point containerd or docker at the agent as a mirror
   shoal version           print the version
@@ -46,6 +48,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAgent(ctx, args[1:], stderr)
 	case "status":
 		err = runStatus(ctx, args[1:], stdout, stderr)
+	case "lock":
+		code, err := runLock(ctx, args[1:], stdout, stderr)
+		if err != nil && !errors.Is(err, errUsage) {
+			fmt.Fprintf(stderr, "shoal lock: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+		return code
 	case "configure":
 		err = runConfigure(args[1:], stdout, stderr)
 	case "version", "--version":
