@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/shoal-dev/shoal/agent/upstream"
+	"github.com/shoal-dev/shoal/agent/upstream/registrytest"
 )
 
 // TestBasicAuth runs against a registry with htpasswd auth, which answers
@@ -16,23 +17,23 @@ import (
 // credentials from a docker config succeed and are then sent up front.
 func TestBasicAuth(t *testing.T) {
 	t.Parallel()
-	reg := startRegistry(t, htpasswdAuth(t))
-	p := newPusher(t, reg.addr, &authn.Basic{Username: testUser, Password: testPassword})
+	reg := registrytest.Start(t, htpasswdAuth(t))
+	p := newPusher(t, reg.Addr(), &authn.Basic{Username: testUser, Password: testPassword})
 	img := p.image(t, "private/app:v1", 1)
 	imgDigest, _ := img.Digest()
 	layer, layerDigest := layerBytes(t, img, 0)
 
 	t.Run("anonymous", func(t *testing.T) {
 		t.Parallel()
-		c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true})
+		c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true})
 		if _, err := c.Resolve(t.Context(), "private/app", "v1"); !errors.Is(err, upstream.ErrUnauthorized) {
 			t.Fatalf("anonymous Resolve: %v, want ErrUnauthorized", err)
 		}
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		t.Parallel()
-		cfg := writeDockerConfig(t, reg.addr, basicEntry(testUser, "wrong"))
-		c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true, DockerConfig: cfg})
+		cfg := writeDockerConfig(t, reg.Addr(), basicEntry(testUser, "wrong"))
+		c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true, DockerConfig: cfg})
 		if _, _, err := c.Blob(t.Context(), "private/app", layerDigest, 0); !errors.Is(err, upstream.ErrUnauthorized) {
 			t.Fatalf("Blob with a wrong password: %v, want ErrUnauthorized", err)
 		}
@@ -40,10 +41,10 @@ func TestBasicAuth(t *testing.T) {
 	t.Run("credentials", func(t *testing.T) {
 		t.Parallel()
 		// docker login writes keys with a scheme; username/password form.
-		cfg := writeDockerConfig(t, "http://"+reg.addr+"/v1/",
+		cfg := writeDockerConfig(t, "http://"+reg.Addr()+"/v1/",
 			map[string]string{"username": testUser, "password": testPassword})
 		ct := newCountingTransport(t)
-		c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true, DockerConfig: cfg, Transport: ct})
+		c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true, DockerConfig: cfg, Transport: ct})
 		desc, err := c.Resolve(t.Context(), "private/app", "v1")
 		if err != nil || desc.Digest != toDigest(imgDigest) {
 			t.Fatalf("Resolve = %v, %v", desc.Digest, err)
@@ -71,22 +72,22 @@ func TestBasicAuth(t *testing.T) {
 func TestTokenAuth(t *testing.T) {
 	t.Parallel()
 	ts, auth := startTokenServer(t)
-	reg := startRegistry(t, auth)
-	p := newPusher(t, reg.addr, &authn.Basic{Username: testUser, Password: testPassword})
+	reg := registrytest.Start(t, auth)
+	p := newPusher(t, reg.Addr(), &authn.Basic{Username: testUser, Password: testPassword})
 	img := p.image(t, "private/app:v1", 1)
 	p.image(t, "private/other:v1", 1)
 	imgDigest, _ := img.Digest()
 	layer, layerDigest := layerBytes(t, img, 0)
 
 	t.Run("anonymous", func(t *testing.T) {
-		c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true})
+		c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true})
 		if _, err := c.Resolve(t.Context(), "private/app", "v1"); !errors.Is(err, upstream.ErrUnauthorized) {
 			t.Fatalf("anonymous Resolve: %v, want ErrUnauthorized", err)
 		}
 	})
 	t.Run("wrong password", func(t *testing.T) {
-		cfg := writeDockerConfig(t, reg.addr, basicEntry(testUser, "wrong"))
-		c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true, DockerConfig: cfg})
+		cfg := writeDockerConfig(t, reg.Addr(), basicEntry(testUser, "wrong"))
+		c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true, DockerConfig: cfg})
 		_, err := c.Resolve(t.Context(), "private/app", "v1")
 		if !errors.Is(err, upstream.ErrUnauthorized) {
 			t.Fatalf("Resolve with a wrong password: %v, want ErrUnauthorized", err)
@@ -96,9 +97,9 @@ func TestTokenAuth(t *testing.T) {
 		}
 	})
 	t.Run("credentials", func(t *testing.T) {
-		cfg := writeDockerConfig(t, reg.addr, basicEntry(testUser, testPassword))
+		cfg := writeDockerConfig(t, reg.Addr(), basicEntry(testUser, testPassword))
 		ct := newCountingTransport(t)
-		c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true, DockerConfig: cfg, Transport: ct})
+		c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true, DockerConfig: cfg, Transport: ct})
 		before := ts.requests.Load()
 		desc, err := c.Resolve(t.Context(), "private/app", "v1")
 		if err != nil || desc.Digest != toDigest(imgDigest) {

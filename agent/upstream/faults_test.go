@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-dev/shoal/agent/upstream"
+	"github.com/shoal-dev/shoal/agent/upstream/registrytest"
 )
 
 // TestUnavailable checks that an unreachable, hung or failing registry
@@ -26,9 +27,9 @@ func TestUnavailable(t *testing.T) {
 	t.Parallel()
 	t.Run("stopped registry", func(t *testing.T) {
 		t.Parallel()
-		reg := startRegistry(t, "")
-		reg.stop()
-		c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true})
+		reg := registrytest.Start(t, "")
+		reg.Stop()
+		c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true})
 		start := time.Now()
 		_, err := c.Resolve(t.Context(), "team/app", "v1")
 		if !errors.Is(err, upstream.ErrUnavailable) {
@@ -120,15 +121,15 @@ func replaceBody(resp *http.Response, body []byte) {
 // hashing the manifest.
 func TestVerification(t *testing.T) {
 	t.Parallel()
-	reg := startRegistry(t, "")
-	p := newPusher(t, reg.addr, nil)
+	reg := registrytest.Start(t, "")
+	p := newPusher(t, reg.Addr(), nil)
 	img := p.image(t, "team/app:v1", 1)
 	imgDigest, _ := img.Digest()
 	_, layerDigest := layerBytes(t, img, 0)
 
 	// flip changes one byte of every GET body and drops the digest header,
 	// so only the client's own hashing can notice.
-	flip := tamperingProxy(t, reg.addr, func(resp *http.Response) error {
+	flip := tamperingProxy(t, reg.Addr(), func(resp *http.Response) error {
 		if resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
 			return nil
 		}
@@ -164,7 +165,7 @@ func TestVerification(t *testing.T) {
 
 	// noHeadDigest drops Docker-Content-Digest from HEAD answers, and on
 	// tag GETs of "lie" claims a wrong one.
-	noHeadDigest := tamperingProxy(t, reg.addr, func(resp *http.Response) error {
+	noHeadDigest := tamperingProxy(t, reg.Addr(), func(resp *http.Response) error {
 		switch {
 		case resp.Request.Method == http.MethodHead:
 			resp.Header.Del("Docker-Content-Digest")

@@ -11,17 +11,18 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/shoal-dev/shoal/agent/upstream"
+	"github.com/shoal-dev/shoal/agent/upstream/registrytest"
 )
 
 // TestPull reads images a real registry holds: tags, manifests by digest,
 // indexes, whole and ranged blobs, sizes, and the not-found cases.
 func TestPull(t *testing.T) {
 	t.Parallel()
-	reg := startRegistry(t, "")
-	p := newPusher(t, reg.addr, nil)
+	reg := registrytest.Start(t, "")
+	p := newPusher(t, reg.Addr(), nil)
 	img := p.image(t, "team/app:v1", 2)
 	idx := p.index(t, "team/multi:latest", 2)
-	c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true})
+	c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true})
 
 	imgDigest, _ := img.Digest()
 	rawManifest, _ := img.RawManifest()
@@ -137,7 +138,7 @@ func TestPull(t *testing.T) {
 	t.Run("invalid input sends nothing", func(t *testing.T) {
 		t.Parallel()
 		ct := newCountingTransport(t)
-		c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true, Transport: ct})
+		c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true, Transport: ct})
 		ctx := t.Context()
 		bad := map[string]func() error{
 			"repo ..":        func() error { _, err := c.Resolve(ctx, "../etc", "v1"); return err },
@@ -163,13 +164,13 @@ func TestPull(t *testing.T) {
 // request, and asked again once it has expired.
 func TestTagCache(t *testing.T) {
 	t.Parallel()
-	reg := startRegistry(t, "")
-	p := newPusher(t, reg.addr, nil)
+	reg := registrytest.Start(t, "")
+	p := newPusher(t, reg.Addr(), nil)
 	first := p.image(t, "cache/app:v1", 1)
 	firstDigest, _ := first.Digest()
 
 	ct := newCountingTransport(t)
-	c := newClient(t, upstream.Config{Host: reg.addr, Insecure: true, TagTTL: time.Hour, Transport: ct})
+	c := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true, TagTTL: time.Hour, Transport: ct})
 	for range 3 {
 		desc, err := c.Resolve(t.Context(), "cache/app", "v1")
 		if err != nil || desc.Digest != toDigest(firstDigest) {
@@ -188,7 +189,7 @@ func TestTagCache(t *testing.T) {
 		t.Fatalf("within TTL: Resolve = %s after %d requests", desc.Digest, ct.total.Load())
 	}
 	ct2 := newCountingTransport(t)
-	fresh := newClient(t, upstream.Config{Host: reg.addr, Insecure: true, TagTTL: time.Nanosecond, Transport: ct2})
+	fresh := newClient(t, upstream.Config{Host: reg.Addr(), Insecure: true, TagTTL: time.Nanosecond, Transport: ct2})
 	for i := range 2 {
 		desc, err := fresh.Resolve(t.Context(), "cache/app", "v1")
 		if err != nil || desc.Digest != toDigest(secondDigest) {

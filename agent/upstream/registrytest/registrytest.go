@@ -1,4 +1,6 @@
-package upstream_test
+// Package registrytest runs a real CNCF Distribution registry (built into
+// the repository's .tools/bin by .ci/tools.sh) on 127.0.0.1 for tests.
+package registrytest
 
 import (
 	"bufio"
@@ -15,9 +17,9 @@ import (
 	"time"
 )
 
-// testRegistry is a distribution registry process serving filesystem
+// Registry is a distribution registry process serving filesystem
 // storage from a temporary directory on 127.0.0.1.
-type testRegistry struct {
+type Registry struct {
 	addr   string // host:port, as the registry reported it
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -27,15 +29,23 @@ type testRegistry struct {
 }
 
 // findRegistry returns the registry binary from PATH or the repository's
-// .tools/bin. Without one the test skips, unless CI is set.
-func findRegistry(t *testing.T) string {
+// .tools/bin (found by walking up to go.mod). Without one the test skips,
+// unless CI is set.
+func findRegistry(t testing.TB) string {
 	t.Helper()
 	if p, err := exec.LookPath("registry"); err == nil {
 		return p
 	}
-	if p, err := filepath.Abs(filepath.Join("..", "..", ".tools", "bin", "registry")); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
+	if dir, err := os.Getwd(); err == nil {
+		for range 8 {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				p := filepath.Join(dir, ".tools", "bin", "registry")
+				if _, err := os.Stat(p); err == nil {
+					return p
+				}
+				break
+			}
+			dir = filepath.Dir(dir)
 		}
 	}
 	msg := "distribution registry not found on PATH or in .tools/bin; run .ci/tools.sh to build it"
@@ -46,10 +56,10 @@ func findRegistry(t *testing.T) string {
 	return ""
 }
 
-// startRegistry runs a registry on a port the kernel picks, with authYAML
+// Start runs a registry on a port the kernel picks, with authYAML
 // (an indented "auth:" block, or "") in its configuration, and stops it when
 // the test ends. It returns once /v2/ answers.
-func startRegistry(t *testing.T, authYAML string) *testRegistry {
+func Start(t testing.TB, authYAML string) *Registry {
 	t.Helper()
 	bin := findRegistry(t)
 	dir := t.TempDir()
@@ -82,8 +92,8 @@ http:
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start registry: %v", err)
 	}
-	r := &testRegistry{cmd: cmd, exited: make(chan struct{})}
-	t.Cleanup(r.stop)
+	r := &Registry{cmd: cmd, exited: make(chan struct{})}
+	t.Cleanup(r.Stop)
 	addrc := make(chan string, 1)
 	go r.readLog(stderr, addrc)
 
@@ -116,7 +126,7 @@ http:
 
 // readLog keeps the registry's log and sends the address from its
 // "listening on ADDR" line; it closes r.exited when the process ends.
-func (r *testRegistry) readLog(stderr io.Reader, addrc chan<- string) {
+func (r *Registry) readLog(stderr io.Reader, addrc chan<- string) {
 	sc := bufio.NewScanner(stderr)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -140,15 +150,20 @@ func (r *testRegistry) readLog(stderr io.Reader, addrc chan<- string) {
 	close(r.exited)
 }
 
-// logText returns what the registry has logged so far.
-func (r *testRegistry) logText() string {
+// Addr is the registry's host:port.
+func (r *Registry) Addr() string { return r.addr }
+
+// Log returns what the registry has logged so far.
+func (r *Registry) Log() string { return r.logText() }
+
+func (r *Registry) logText() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.log.String()
 }
 
-// stop kills the registry and waits for it to exit.
-func (r *testRegistry) stop() {
+// Stop kills the registry and waits for it to exit.
+func (r *Registry) Stop() {
 	select {
 	case <-r.exited:
 		return
