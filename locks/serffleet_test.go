@@ -3,6 +3,7 @@ package locks
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -146,8 +147,7 @@ func (f *serfLockFleet) waitSettled(d time.Duration) {
 	f.tb.Helper()
 	waitFor(f.tb, d, "serf lock fleet settled", func() bool {
 		now := time.Now()
-		var want []string
-		for i, svc := range f.services() {
+		for _, svc := range f.services() {
 			svc.mu.Lock()
 			var names []string
 			for _, p := range svc.proxies {
@@ -160,10 +160,9 @@ func (f *serfLockFleet) waitSettled(d time.Duration) {
 				}
 			}
 			svc.mu.Unlock()
-			if alive != len(f.order) || len(names) != f.groups() || (i > 0 && !slices.Equal(names, want)) {
+			if alive != len(f.order) || !slices.Equal(names, f.expectedProxies()) {
 				return false
 			}
-			want = names
 			svc.srv.mu.Lock()
 			inGrace := slices.ContainsFunc(svc.srv.table.grace, func(g graceEntry) bool { return now.Before(g.until) })
 			svc.srv.mu.Unlock()
@@ -175,15 +174,23 @@ func (f *serfLockFleet) waitSettled(d time.Duration) {
 	})
 }
 
-// groups returns the number of groups in the fleet.
-func (f *serfLockFleet) groups() int {
+// expectedProxies returns, by group, the running node with the highest
+// priority: the proxies once every warm-up is over.
+func (f *serfLockFleet) expectedProxies() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	seen := map[string]bool{}
-	for _, m := range f.meta {
-		seen[m.group] = true
+	best := map[string]string{}
+	for name, n := range f.nodes {
+		if cur, ok := best[n.group]; !ok || f.meta[cur].prio < n.prio {
+			best[n.group] = name
+		}
 	}
-	return len(seen)
+	groups := slices.Sorted(maps.Keys(best))
+	out := make([]string, len(groups))
+	for i, g := range groups {
+		out[i] = best[g]
+	}
+	return out
 }
 
 // The chaosFleet methods, for the safety test.
