@@ -174,8 +174,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		onBytes:    func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
 		onFind:     func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) }}
 	org := &origin{store: a.store, queue: a.outbox, cas: a.cas}
-	fetch.origin = org
-	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch,
+	mirrors, err := newUpstreams(a.cfg.Mirror, a.log.With("part", "upstream"))
+	if err != nil {
+		return err
+	}
+	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch, mirrors: mirrors,
 		syncPush: a.cfg.Push.Replication == "sync", log: a.log.With("part", "registry")}
 
 	opts := registryapi.DefaultOptions()

@@ -26,7 +26,6 @@ const maxProviders = 16
 // come first; the origin is the fallback.
 type fetcher struct {
 	cas    *cas.Store
-	origin *origin
 	node   *p2p.Node    // nil when p2p is off
 	locker locks.Locker // nil: no origin dedup
 	log    *slog.Logger
@@ -43,6 +42,24 @@ type fetcher struct {
 	wg   sync.WaitGroup
 }
 
+// source is where a fetch reads a blob when no peer has it: the object
+// store, or an upstream registry in mirror mode.
+type source interface {
+	Stat(ctx context.Context, d digest.Digest) (int64, error)
+	Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error)
+}
+
+// storeSource reads blobs from the object store (through the origin view).
+type storeSource struct{ o *origin }
+
+func (s storeSource) Stat(ctx context.Context, d digest.Digest) (int64, error) {
+	return s.o.Stat(ctx, objstore.BlobKey(d))
+}
+
+func (s storeSource) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	return s.o.Get(ctx, objstore.BlobKey(d), 0, -1)
+}
+
 // maxFetchAttempts bounds the follow/create race loop.
 const maxFetchAttempts = 4
 
@@ -55,9 +72,9 @@ type plan struct {
 	lease *locks.Lease
 }
 
-// Follow returns a follower of d, starting a fetch if no fetch is running
-// and the blob is not cached.
-func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, error) {
+// Follow returns a follower of d, starting a fetch (from peers, else src)
+// if no fetch is running and the blob is not cached.
+func (f *fetcher) Follow(ctx context.Context, d digest.Digest, src source) (*cas.Follower, error) {
 	var lastErr error
 	for range maxFetchAttempts {
 		fl, err := f.cas.Follow(ctx, d)
@@ -67,7 +84,7 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, e
 		if !errors.Is(err, cas.ErrNotFound) {
 			return nil, err
 		}
-		p, err := f.plan(ctx, d)
+		p, err := f.plan(ctx, d, src)
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +99,7 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, e
 			return nil, err
 		}
 		f.wg.Add(1)
-		go f.run(d, p, w)
+		go f.run(d, p, w, src)
 		lastErr = nil
 	}
 	fl, err := f.cas.Follow(ctx, d)
@@ -96,12 +113,12 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest) (*cas.Follower, e
 // provider when the origin does not have it. When no peer has the blob and
 // the fleet has locks, it waits for its turn at the origin (one host per
 // group) or for the host whose turn it is to start serving it.
-func (f *fetcher) plan(ctx context.Context, d digest.Digest) (plan, error) {
+func (f *fetcher) plan(ctx context.Context, d digest.Digest, src source) (plan, error) {
 	var p plan
 	if f.node != nil {
 		p.providers = f.findProviders(ctx, d)
 	}
-	size, err := f.origin.Stat(ctx, objstore.BlobKey(d))
+	size, err := src.Stat(ctx, d)
 	if err == nil {
 		p.size = size
 		if len(p.providers) == 0 && f.locker != nil {
@@ -129,7 +146,7 @@ func (p plan) release() {
 }
 
 // run fills w from peers, falling back to the origin, and commits it.
-func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer) {
+func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 	defer f.wg.Done()
 	defer p.release()
 	ctx := f.life
@@ -153,7 +170,7 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer) {
 			return
 		}
 	}
-	if err := f.fromOrigin(ctx, d, w); err != nil {
+	if err := f.fromOrigin(ctx, d, w, src); err != nil {
 		w.Abort(err)
 		if p.lease != nil && f.node != nil {
 			f.node.Withdraw(d)
@@ -162,9 +179,9 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer) {
 	}
 }
 
-// fromOrigin copies d from the origin into w and commits it.
-func (f *fetcher) fromOrigin(ctx context.Context, d digest.Digest, w *cas.Writer) error {
-	rc, err := f.origin.Get(ctx, objstore.BlobKey(d), 0, -1)
+// fromOrigin copies d from src into w and commits it.
+func (f *fetcher) fromOrigin(ctx context.Context, d digest.Digest, w *cas.Writer, src source) error {
+	rc, err := src.Open(ctx, d)
 	if err != nil {
 		return err
 	}

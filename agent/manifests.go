@@ -52,6 +52,12 @@ func (r *registry) resolve(ctx context.Context, repo, ref string) (digest.Digest
 }
 
 func (r *registry) GetManifest(ctx context.Context, repo, ref string) (registryapi.Manifest, error) {
+	if m, ok, err := r.mirrors.route(ctx, repo); ok || err != nil {
+		if err != nil {
+			return registryapi.Manifest{}, err
+		}
+		return r.mirrorManifest(ctx, m, ref)
+	}
 	d, err := r.resolve(ctx, repo, ref)
 	if err != nil {
 		return registryapi.Manifest{}, err
@@ -87,7 +93,10 @@ func (r *registry) GetManifest(ctx context.Context, repo, ref string) (registrya
 }
 
 func (r *registry) PutManifest(ctx context.Context, repo string, m registryapi.ManifestPut) error {
-	state, err := r.storeBytes(ctx, m.Digest, m.MediaType, m.Content)
+	if err := r.refuseMirror(ctx, repo); err != nil {
+		return err
+	}
+	state, err := r.storeBytes(ctx, m.Digest, m.MediaType, m.Content, cas.StateLocal)
 	if err != nil {
 		return err
 	}
@@ -137,6 +146,9 @@ func (r *registry) PutManifest(ctx context.Context, repo string, m registryapi.M
 }
 
 func (r *registry) DeleteManifest(ctx context.Context, repo, ref string) error {
+	if err := r.refuseMirror(ctx, repo); err != nil {
+		return err
+	}
 	d, isDigest := digest.Parse(ref)
 	if isDigest != nil {
 		return r.deleteTag(ctx, repo, ref)
@@ -236,6 +248,12 @@ func (r *registry) tagsPointingAt(ctx context.Context, repo string, d digest.Dig
 }
 
 func (r *registry) Tags(ctx context.Context, repo string) ([]string, error) {
+	if m, ok, err := r.mirrors.route(ctx, repo); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: listing tags of upstream %s", registryapi.ErrUnsupported, m.name)
+	}
 	prefix := objstore.TagsPrefix(repo)
 	keys, err := r.origin.List(ctx, prefix)
 	if err != nil {
@@ -270,6 +288,12 @@ func (r *registry) Repositories(ctx context.Context) ([]string, error) {
 }
 
 func (r *registry) Referrers(ctx context.Context, repo string, d digest.Digest) ([]ocispec.Descriptor, error) {
+	if m, ok, err := r.mirrors.route(ctx, repo); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: referrers of upstream %s", registryapi.ErrUnsupported, m.name)
+	}
 	prefix := objstore.ReferrersPrefix(repo, d)
 	keys, err := r.origin.List(ctx, prefix)
 	if err != nil {

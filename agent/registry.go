@@ -32,6 +32,7 @@ type registry struct {
 	origin   *origin
 	outbox   *outbox.Outbox
 	fetch    *fetcher
+	mirrors  upstreams
 	syncPush bool
 	log      *slog.Logger
 }
@@ -52,6 +53,12 @@ func apiErr(err error, notFound error) error {
 }
 
 func (r *registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (ocispec.Descriptor, error) {
+	if m, ok, err := r.mirrors.route(ctx, repo); ok || err != nil {
+		if err != nil {
+			return ocispec.Descriptor{}, err
+		}
+		return r.mirrorStatBlob(ctx, m, d)
+	}
 	if info, err := r.cas.Stat(ctx, d); err == nil {
 		return ocispec.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: info.Size}, nil
 	}
@@ -63,13 +70,19 @@ func (r *registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (
 }
 
 func (r *registry) GetBlob(ctx context.Context, repo string, d digest.Digest) (registryapi.Blob, error) {
+	if m, ok, err := r.mirrors.route(ctx, repo); ok || err != nil {
+		if err != nil {
+			return registryapi.Blob{}, err
+		}
+		return r.mirrorGetBlob(ctx, m, d)
+	}
 	if f, info, err := r.cas.Open(ctx, d); err == nil {
 		// Blobs are read front to back: a larger readahead keeps sendfile
 		// from a cold page cache near the disk's speed.
 		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
 		return registryapi.Blob{Size: info.Size, Content: f}, nil
 	}
-	fl, err := r.fetch.Follow(ctx, d)
+	fl, err := r.fetch.Follow(ctx, d, storeSource{r.origin})
 	if err != nil {
 		return registryapi.Blob{}, apiErr(err, registryapi.ErrBlobUnknown)
 	}
@@ -77,6 +90,9 @@ func (r *registry) GetBlob(ctx context.Context, repo string, d digest.Digest) (r
 }
 
 func (r *registry) DeleteBlob(ctx context.Context, repo string, d digest.Digest) error {
+	if err := r.refuseMirror(ctx, repo); err != nil {
+		return err
+	}
 	if _, err := r.StatBlob(ctx, repo, d); err != nil {
 		return err
 	}
@@ -87,7 +103,22 @@ func (r *registry) DeleteBlob(ctx context.Context, repo string, d digest.Digest)
 }
 
 func (r *registry) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (ocispec.Descriptor, error) {
+	if err := r.refuseMirror(ctx, repo); err != nil {
+		return ocispec.Descriptor{}, err
+	}
 	return r.StatBlob(ctx, repo, d)
+}
+
+// refuseMirror refuses a write to a mirrored repository.
+func (r *registry) refuseMirror(ctx context.Context, repo string) error {
+	m, ok, err := r.mirrors.route(ctx, repo)
+	switch {
+	case err != nil:
+		return err
+	case ok:
+		return errReadOnly(m)
+	}
+	return nil
 }
 
 // enqueue queues replication work outside a metadata transaction.
@@ -110,6 +141,9 @@ func (r *registry) awaitReplication(ctx context.Context, t outbox.Ticket) error 
 }
 
 func (r *registry) StartUpload(ctx context.Context, repo string) (registryapi.Upload, error) {
+	if err := r.refuseMirror(ctx, repo); err != nil {
+		return nil, err
+	}
 	u, err := r.cas.NewUpload(ctx)
 	if err != nil {
 		return nil, err
@@ -160,8 +194,8 @@ func (u *upload) Commit(ctx context.Context, d digest.Digest) (ocispec.Descripto
 }
 
 // storeBytes commits small content (a manifest) to the cache as local content.
-func (r *registry) storeBytes(ctx context.Context, d digest.Digest, mediaType string, b []byte) (cas.State, error) {
-	w, err := r.cas.Create(ctx, d, int64(len(b)), cas.WriteOptions{MediaType: mediaType, State: cas.StateLocal})
+func (r *registry) storeBytes(ctx context.Context, d digest.Digest, mediaType string, b []byte, state cas.State) (cas.State, error) {
+	w, err := r.cas.Create(ctx, d, int64(len(b)), cas.WriteOptions{MediaType: mediaType, State: state})
 	switch {
 	case errors.Is(err, cas.ErrExists):
 		info, err := r.cas.Stat(ctx, d)
@@ -183,7 +217,7 @@ func (r *registry) storeBytes(ctx context.Context, d digest.Digest, mediaType st
 	if _, err := w.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("store %s: %w", d, err)
 	}
-	return cas.StateLocal, nil
+	return state, nil
 }
 
 // readBlob reads a small blob whole, from the cache or through a fetch.

@@ -78,6 +78,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	rec.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if ns := r.URL.Query().Get("ns"); ns != "" {
+		r = r.WithContext(WithNamespace(r.Context(), ns))
+	}
 	if err == nil {
 		if !ok {
 			err = apiErr(codeNotFound, map[string]string{"path": truncate(r.URL.Path, 300)})

@@ -39,6 +39,8 @@ type Config struct {
 	P2P P2PConfig `yaml:"p2p"`
 	// Serf configures fleet membership, group-proxy election and locks.
 	Serf SerfConfig `yaml:"serf"`
+	// Mirror configures pull-through from upstream registries.
+	Mirror MirrorConfig `yaml:"mirror"`
 	// Locks configures lease timing for the fleet's locks.
 	Locks LocksConfig `yaml:"locks"`
 	// Group is this node's group (a rack or a zone): one origin fetch per group.
@@ -74,6 +76,15 @@ type SerfConfig struct {
 	ProxyPriority int      `yaml:"proxy_priority" doc:"Higher wins the group's proxy election; ties go by name."`
 }
 
+// MirrorConfig configures pull-through (mirror mode) from upstream
+// registries. A request names an upstream with containerd's ?ns=NAME or as
+// its repository's first component (NAME/library/alpine).
+type MirrorConfig struct {
+	Upstreams   []string `yaml:"upstreams" doc:"Upstream registries the agent may pull through: NAME (https://NAME; docker.io means registry-1.docker.io) or NAME=URL (e.g. local=http://127.0.0.1:5002). Anything else is refused."`
+	Credentials string   `yaml:"credentials" doc:"docker-style config.json with credentials for upstreams (default: anonymous)."`
+	TagTTL      Duration `yaml:"tag_ttl" doc:"How long a tag resolved upstream is trusted before it is asked again."`
+}
+
 // LocksConfig sets lease timing: a dead holder's locks are free after TTL;
 // a proxy that takes over lock space grants nothing new for Grace, while
 // holders re-assert (Grace must exceed MaxTTL plus membership convergence).
@@ -104,6 +115,7 @@ func Default() Config {
 		Log:          LogConfig{Level: "info", Format: "json"},
 		DrainTimeout: Duration(60 * time.Second),
 		Group:        "default",
+		Mirror:       MirrorConfig{TagTTL: Duration(30 * time.Second)},
 		Locks:        LocksConfig{TTL: Duration(10 * time.Second), MaxTTL: Duration(15 * time.Second), Grace: Duration(20 * time.Second)},
 		Serf:         SerfConfig{Enabled: true, Addr: "0.0.0.0:7946", ProxyEligible: true},
 		P2P: P2PConfig{
@@ -198,6 +210,11 @@ func (c Config) Validate() error {
 	if l := c.Locks; l.TTL <= 0 || l.MaxTTL < l.TTL || l.Grace <= l.MaxTTL {
 		errs = append(errs, fmt.Errorf("locks: want 0 < ttl (%s) <= max_ttl (%s) < grace (%s)", l.TTL, l.MaxTTL, l.Grace))
 	}
+	for _, u := range c.Mirror.Upstreams {
+		if _, _, err := ParseUpstream(u); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("group: empty"))
 	}
@@ -214,6 +231,23 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format: %q, want json or text", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// ParseUpstream splits a mirror.upstreams entry into its name and the
+// registry's base URL.
+func ParseUpstream(entry string) (name string, base *url.URL, err error) {
+	name, raw, hasURL := strings.Cut(entry, "=")
+	if name == "" || strings.ContainsAny(name, "/ ") {
+		return "", nil, fmt.Errorf("mirror.upstreams: %q: want NAME or NAME=URL", entry)
+	}
+	if !hasURL {
+		raw = "https://" + name
+	}
+	base, err = url.Parse(raw)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" || (base.Path != "" && base.Path != "/") {
+		return "", nil, fmt.Errorf("mirror.upstreams: %q: want NAME=http[s]://HOST[:PORT]", entry)
+	}
+	return name, base, nil
 }
 
 // redact drops credentials and query from a URL for error messages.

@@ -86,6 +86,10 @@ func Options() []Option {
 				c.Serf.ProxyPriority = n
 				return nil
 			}},
+		{Flag: "upstream", Env: "SHOAL_UPSTREAM", Key: "mirror.upstreams", Usage: "upstream registry to pull through, NAME or NAME=URL, repeatable", Repeat: true,
+			apply: func(c *Config, v string) error { c.Mirror.Upstreams = append(c.Mirror.Upstreams, v); return nil }},
+		{Flag: "upstream-credentials", Env: "SHOAL_UPSTREAM_CREDENTIALS", Key: "mirror.credentials", Usage: "docker config.json with upstream credentials",
+			apply: str(func(c *Config) *string { return &c.Mirror.Credentials })},
 		{Flag: "drain-timeout", Env: "SHOAL_DRAIN_TIMEOUT", Key: "drain_timeout", Usage: "how long SIGTERM waits for in-flight requests (e.g. 60s)",
 			apply: func(c *Config, v string) error { return c.DrainTimeout.Set(v) }},
 		{Flag: "node-name", Env: "SHOAL_NODE_NAME", Key: "node_name", Usage: "this node's name (default: host name)",
@@ -200,5 +204,7 @@ func (c *Config) resetList(o Option) {
 		c.P2P.Bootstrap = nil
 	case "serf.join":
 		c.Serf.Join = nil
+	case "mirror.upstreams":
+		c.Mirror.Upstreams = nil
 	}
 }
