@@ -169,3 +169,76 @@ func BenchmarkServeCachedBlob(b *testing.B) {
 		b.Logf("cold cache: disk %.0f MB/s, http %.0f MB/s; http/disk %.2f", mbps(coldDisk), mbps(coldWeb), coldDisk.Seconds()/coldWeb.Seconds())
 	}
 }
+
+// BenchmarkPeerTransfer compares a one-hop transfer of a 1 GiB blob between
+// two agents (B pulls from A over libp2p, verifying and committing it) with
+// a raw loopback TCP copy of the same bytes, in the same run.
+func BenchmarkPeerTransfer(b *testing.B) {
+	const size = 1 << 30
+	origin := b.TempDir()
+	src := startAgent(b, origin)
+	d := seedCache(b, src, size)
+	buf := make([]byte, 1<<20)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if f, _, err := src.cas.Open(context.Background(), d); err == nil {
+				io.Copy(c, f)
+				f.Close()
+			}
+			c.Close()
+		}
+	}()
+	var p2pTime, tcpTime time.Duration
+	b.SetBytes(size)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		dst := startPeers(b, 1, origin, src)[0]
+		waitFor(b, "provider record", 20*time.Second, func() bool {
+			provs, _ := dst.node.FindProviders(context.Background(), d, 1)
+			return len(provs) > 0
+		})
+		b.StartTimer()
+		start := time.Now()
+		resp, err := http.Get(dst.url("/v2/bench/blob/blobs/" + d.String()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.CopyBuffer(onlyWriter{io.Discard}, struct{ io.Reader }{resp.Body}, buf)
+		resp.Body.Close()
+		if err != nil || n != size {
+			b.Fatalf("peer pull: %d bytes, %v", n, err)
+		}
+		p2pTime += time.Since(start)
+
+		start = time.Now()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err = io.CopyBuffer(onlyWriter{io.Discard}, struct{ io.Reader }{c}, buf)
+		c.Close()
+		if err != nil || n != size {
+			b.Fatalf("tcp copy: %d bytes, %v", n, err)
+		}
+		tcpTime += time.Since(start)
+		b.StopTimer()
+		dst.stop()
+		b.StartTimer()
+	}
+	mbps := func(d time.Duration) float64 { return float64(size) * float64(b.N) / d.Seconds() / 1e6 }
+	b.ReportMetric(mbps(p2pTime), "p2p-MB/s")
+	b.ReportMetric(mbps(tcpTime), "rawtcp-MB/s")
+	b.ReportMetric(tcpTime.Seconds()/p2pTime.Seconds(), "p2p/rawtcp")
+	b.Logf("1 GiB one hop: agent-to-agent %.0f MB/s, raw loopback TCP %.0f MB/s, ratio %.2f",
+		mbps(p2pTime), mbps(tcpTime), tcpTime.Seconds()/p2pTime.Seconds())
+}

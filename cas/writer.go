@@ -45,6 +45,7 @@ type Writer struct {
 	size int64 // expected size, -1 if unknown
 	opts WriteOptions
 	f    *os.File // the temp file, written with WriteAt
+	wb   writeback
 
 	// h and buf belong to the goroutine that set hashing.
 	h   hash.Hash
@@ -155,6 +156,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 		m, err := w.f.WriteAt(p[g.start-off:g.end-off], g.start)
 		if m > 0 {
 			mine = append(mine, span{g.start, g.start + int64(m)})
+			w.wb.wrote(w.f.Fd(), m)
 		}
 		if err != nil {
 			at := g.start + int64(m)
