@@ -12,8 +12,8 @@ import (
 	"github.com/shoal-dev/shoal/locks"
 )
 
-// member is one serf member as /status shows it.
-type member struct {
+// Member is one serf member as /status shows it.
+type Member struct {
 	Name   string `json:"name"`
 	Group  string `json:"group"`
 	Status string `json:"status"`
@@ -21,8 +21,8 @@ type member struct {
 	Proxy  bool   `json:"proxy"`
 }
 
-// lockOwner says which proxy owns a group's share of the lock space.
-type lockOwner struct {
+// LockOwner says which proxy owns a group's share of the lock space.
+type LockOwner struct {
 	Group string `json:"group"`
 	Proxy string `json:"proxy"`
 }
@@ -45,9 +45,9 @@ type Status struct {
 	OutboxErrorAt string      `json:"outbox_last_error_at,omitempty"`
 	Group         string      `json:"group"`
 	Proxy         string      `json:"proxy,omitempty"`
-	Members       []member    `json:"members,omitempty"`
-	LockOwners    []lockOwner `json:"lock_owners,omitempty"`
-	HeldLocks     []heldLock  `json:"held_locks"`
+	Members       []Member    `json:"members,omitempty"`
+	LockOwners    []LockOwner `json:"lock_owners,omitempty"`
+	HeldLocks     []HeldLock  `json:"held_locks"`
 	PeerID        string      `json:"peer_id,omitempty"`
 	P2PAddrs      []string    `json:"p2p_addrs,omitempty"`
 	DHTPeers      int         `json:"dht_peers"`
@@ -74,10 +74,10 @@ func (a *Agent) status() Status {
 		}
 		for _, m := range members {
 			isProxy := slices.ContainsFunc(proxies, func(p locks.Member) bool { return p.Name == m.Name })
-			s.Members = append(s.Members, member{Name: m.Name, Group: m.Group, Status: m.Status.String(), Addr: m.Addr, Proxy: isProxy})
+			s.Members = append(s.Members, Member{Name: m.Name, Group: m.Group, Status: m.Status.String(), Addr: m.Addr, Proxy: isProxy})
 		}
 		for _, p := range proxies {
-			s.LockOwners = append(s.LockOwners, lockOwner{Group: p.Group, Proxy: p.Name})
+			s.LockOwners = append(s.LockOwners, LockOwner{Group: p.Group, Proxy: p.Name})
 		}
 	}
 	if a.node != nil {

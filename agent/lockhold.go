@@ -12,8 +12,8 @@ import (
 	"github.com/shoal-dev/shoal/locks"
 )
 
-// heldLock is a lock held through the admin API for a local client.
-type heldLock struct {
+// HeldLock is a lock held through the admin API for a local client.
+type HeldLock struct {
 	Name  string    `json:"name"`
 	Token uint64    `json:"token"`
 	Limit int       `json:"limit"`
@@ -23,16 +23,16 @@ type heldLock struct {
 // holds tracks the locks held for local clients (shoal lock run).
 type holds struct {
 	mu   sync.Mutex
-	held map[*locks.Lease]heldLock
+	held map[*locks.Lease]HeldLock
 }
 
 func (h *holds) add(l *locks.Lease) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.held == nil {
-		h.held = map[*locks.Lease]heldLock{}
+		h.held = map[*locks.Lease]HeldLock{}
 	}
-	h.held[l] = heldLock{Name: l.Name, Token: l.Token, Limit: l.Limit, Since: time.Now().UTC()}
+	h.held[l] = HeldLock{Name: l.Name, Token: l.Token, Limit: l.Limit, Since: time.Now().UTC()}
 }
 
 func (h *holds) remove(l *locks.Lease) {
@@ -41,10 +41,10 @@ func (h *holds) remove(l *locks.Lease) {
 	delete(h.held, l)
 }
 
-func (h *holds) list() []heldLock {
+func (h *holds) list() []HeldLock {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]heldLock, 0, len(h.held))
+	out := make([]HeldLock, 0, len(h.held))
 	for _, v := range h.held {
 		out = append(out, v)
 	}

@@ -62,6 +62,16 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	row("cache", fmt.Sprintf("%s of %s in %d blobs (evicts above %s down to %s)",
 		human(s.CacheBytes), human(s.CacheLimit), s.CacheBlobs, human(s.CacheHigh), human(s.CacheLow)))
 	row("outbox pending", s.OutboxPending)
+	row("group", s.Group)
+	if s.Proxy != "" {
+		row("group proxy", s.Proxy)
+	}
+	for _, o := range s.LockOwners {
+		row("lock space", fmt.Sprintf("group %s served by %s", o.Group, o.Proxy))
+	}
+	for _, h := range s.HeldLocks {
+		row("held lock", fmt.Sprintf("%s token=%d limit=%d since %s", h.Name, h.Token, h.Limit, h.Since.Format(time.RFC3339)))
+	}
 	if s.PeerID != "" {
 		row("peer id", s.PeerID)
 		row("dht peers", s.DHTPeers)
@@ -72,7 +82,23 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if s.OutboxError != "" {
 		row("outbox last error", s.OutboxError+" at "+s.OutboxErrorAt)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(s.Members) > 0 {
+		fmt.Fprintln(stdout, "\nmembers:")
+		mw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(mw, "  NAME\tGROUP\tSTATUS\tADDR\tPROXY")
+		for _, m := range s.Members {
+			proxy := ""
+			if m.Proxy {
+				proxy = "yes"
+			}
+			fmt.Fprintf(mw, "  %s\t%s\t%s\t%s\t%s\n", m.Name, m.Group, m.Status, m.Addr, proxy)
+		}
+		return mw.Flush()
+	}
+	return nil
 }
 
 func envOr(name, def string) string {
