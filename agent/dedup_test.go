@@ -33,7 +33,6 @@ func startSerfFleet(t *testing.T, origin string, groups []string) []*testAgent {
 			}
 		})
 	}
-	t.Logf("agents started in %s", time.Since(begin).Round(time.Millisecond))
 	waitFor(t, "membership and DHT", 60*time.Second, func() bool {
 		for _, a := range fleet {
 			alive := 0
