@@ -167,25 +167,42 @@ func histogram(t *testing.T, reg prometheus.Gatherer, origin, op string) (uint64
 // requests returns shoal_origin_requests_total{origin,op,result}.
 func requests(t *testing.T, reg prometheus.Gatherer, origin, op, result string) float64 {
 	t.Helper()
+	return counter(t, reg, "shoal_origin_requests_total", "origin", origin, "op", op, "result", result)
+}
+
+// bytesTotal returns shoal_origin_bytes_total{origin,direction}.
+func bytesTotal(t *testing.T, reg prometheus.Gatherer, origin, direction string) float64 {
+	t.Helper()
+	return counter(t, reg, "shoal_origin_bytes_total", "origin", origin, "direction", direction)
+}
+
+// counter returns the value of the counter name whose labels are the
+// name/value pairs kv.
+func counter(t *testing.T, reg prometheus.Gatherer, name string, kv ...string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatalf("Gather: %v", err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "shoal_origin_requests_total" {
+		if mf.GetName() != name {
 			continue
 		}
+	metrics:
 		for _, m := range mf.GetMetric() {
 			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["origin"] == origin && labels["op"] == op && labels["result"] == result {
-				return m.GetCounter().GetValue()
+			for i := 0; i < len(kv); i += 2 {
+				if labels[kv[i]] != kv[i+1] {
+					continue metrics
+				}
 			}
+			return m.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("no requests series for origin %q op %q result %q", origin, op, result)
+	t.Fatalf("no series %s%q", name, kv)
 	return 0
 }
 
