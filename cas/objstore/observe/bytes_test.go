@@ -54,7 +54,7 @@ func TestBytes(t *testing.T) {
 		}, func(t *testing.T, s objstore.Store) {
 			rc, _ := s.Get(t.Context(), "k", 0, -1)
 			defer rc.Close()
-			if _, err := io.ReadAll(rc); err != unavailable { //nolint:errorlint // identity is the point
+			if _, err := io.ReadAll(rc); err != unavailable { // identity: never rewritten
 				t.Fatalf("read = %v, want %v unchanged", err, unavailable)
 			}
 		}, 3, 0},

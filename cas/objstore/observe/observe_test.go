@@ -51,7 +51,7 @@ func TestResults(t *testing.T) {
 				m, reg := newMetrics(t)
 				s := observe.New(failing(tt.err), "origin-a", m)
 				// Errors pass through as the very same value, unwrapped.
-				if err := call(t.Context(), s, op); err != tt.err { //nolint:errorlint // identity is the point
+				if err := call(t.Context(), s, op); err != tt.err { // identity: never rewritten
 					t.Fatalf("%s error = %v, want %v unchanged", op, err, tt.err)
 				}
 				for _, r := range []string{"ok", "not_found", "unavailable", "error"} {
