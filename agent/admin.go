@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shoal-dev/shoal/cas/objstore/observe"
 	"github.com/shoal-dev/shoal/locks"
 )
 
@@ -29,28 +30,29 @@ type LockOwner struct {
 
 // Status is the JSON document served at /status and printed by `shoal status`.
 type Status struct {
-	Node          string      `json:"node"`
-	Version       string      `json:"version"`
-	Ready         bool        `json:"ready"`
-	RegistryAddr  string      `json:"registry_addr"`
-	DataDir       string      `json:"data_dir"`
-	Origins       []string    `json:"origins"`
-	CacheBytes    int64       `json:"cache_bytes"`
-	CacheBlobs    int         `json:"cache_blobs"`
-	CacheLimit    int64       `json:"cache_limit_bytes"`
-	CacheHigh     int64       `json:"cache_high_watermark_bytes"`
-	CacheLow      int64       `json:"cache_low_watermark_bytes"`
-	OutboxPending int         `json:"outbox_pending"`
-	OutboxError   string      `json:"outbox_last_error,omitempty"`
-	OutboxErrorAt string      `json:"outbox_last_error_at,omitempty"`
-	Group         string      `json:"group"`
-	Proxy         string      `json:"proxy,omitempty"`
-	Members       []Member    `json:"members,omitempty"`
-	LockOwners    []LockOwner `json:"lock_owners,omitempty"`
-	HeldLocks     []HeldLock  `json:"held_locks"`
-	PeerID        string      `json:"peer_id,omitempty"`
-	P2PAddrs      []string    `json:"p2p_addrs,omitempty"`
-	DHTPeers      int         `json:"dht_peers"`
+	Node          string           `json:"node"`
+	Version       string           `json:"version"`
+	Ready         bool             `json:"ready"`
+	RegistryAddr  string           `json:"registry_addr"`
+	DataDir       string           `json:"data_dir"`
+	Origins       []string         `json:"origins"`
+	CacheBytes    int64            `json:"cache_bytes"`
+	CacheBlobs    int              `json:"cache_blobs"`
+	CacheLimit    int64            `json:"cache_limit_bytes"`
+	CacheHigh     int64            `json:"cache_high_watermark_bytes"`
+	CacheLow      int64            `json:"cache_low_watermark_bytes"`
+	OutboxPending int              `json:"outbox_pending"`
+	OutboxError   string           `json:"outbox_last_error,omitempty"`
+	OutboxErrorAt string           `json:"outbox_last_error_at,omitempty"`
+	OriginHealth  []observe.Health `json:"origin_health"`
+	Group         string           `json:"group"`
+	Proxy         string           `json:"proxy,omitempty"`
+	Members       []Member         `json:"members,omitempty"`
+	LockOwners    []LockOwner      `json:"lock_owners,omitempty"`
+	HeldLocks     []HeldLock       `json:"held_locks"`
+	PeerID        string           `json:"peer_id,omitempty"`
+	P2PAddrs      []string         `json:"p2p_addrs,omitempty"`
+	DHTPeers      int              `json:"dht_peers"`
 }
 
 func (a *Agent) status() Status {
@@ -64,6 +66,9 @@ func (a *Agent) status() Status {
 	case <-a.ready:
 		s.Ready = true
 	default:
+	}
+	for _, o := range a.origins {
+		s.OriginHealth = append(s.OriginHealth, o.Health())
 	}
 	s.Group, s.HeldLocks = a.cfg.Group, a.holds.list()
 	if a.cluster != nil {

@@ -31,6 +31,7 @@ import (
 	"github.com/shoal-dev/shoal/cas"
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/filestore"
+	"github.com/shoal-dev/shoal/cas/objstore/observe"
 	"github.com/shoal-dev/shoal/cas/objstore/s3store"
 	"github.com/shoal-dev/shoal/locks"
 	"github.com/shoal-dev/shoal/p2p"
@@ -62,6 +63,8 @@ type Agent struct {
 	local        *locks.Local   // the locker when serf is off
 	locker       locks.Locker
 	holds        holds // locks held for local clients
+	originStats  *observe.Metrics
+	origins      []*observe.Store // one per configured origin, for /status
 	metrics      *metrics
 	registryAddr string
 	adminAddr    string
@@ -272,7 +275,9 @@ func serve(srv *http.Server, ln net.Listener) error {
 // openOrigins builds the object store chain from the configured URLs.
 func (a *Agent) openOrigins(ctx context.Context) (objstore.Store, error) {
 	var stores []objstore.Store
-	for _, raw := range a.cfg.Origins {
+	a.originStats, _ = observe.NewMetrics(nil) // registered by newMetrics; cannot fail
+	names := redactedOrigins(a.cfg.Origins)
+	for i, raw := range a.cfg.Origins {
 		u, err := url.Parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("origin: %w", err)
@@ -292,7 +297,9 @@ func (a *Agent) openOrigins(ctx context.Context) (objstore.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("origin %s: %w", redactedOrigins([]string{raw})[0], err)
 		}
-		stores = append(stores, s)
+		o := observe.New(s, names[i], a.originStats)
+		a.origins = append(a.origins, o)
+		stores = append(stores, o)
 	}
 	if len(stores) == 1 {
 		return stores[0], nil

@@ -113,6 +113,29 @@ func (a *testAgent) metric(t testing.TB, series string) float64 {
 	return 0
 }
 
+// metricSum adds up every series of a metric whose labels contain match.
+func (a *testAgent) metricSum(t testing.TB, name, match string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + a.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, match) {
+			var f float64
+			fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &f)
+			sum += f
+		}
+	}
+	return sum
+}
+
+// status returns the agent's /status document.
+func (a *testAgent) status() Status { return a.Agent.status() }
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()

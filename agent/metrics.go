@@ -66,7 +66,7 @@ func newMetrics(a *Agent) *metrics {
 	for _, s := range []string{"origin", "peer"} {
 		m.fetchBytes.WithLabelValues(s)
 	}
-	m.reg.MustRegister(m.requests, m.requestSeconds, m.fetchBytes, m.evictions,
+	m.reg.MustRegister(m.requests, m.requestSeconds, m.fetchBytes, m.evictions, a.originStats,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shoal_cache_bytes", Help: "Bytes of blobs in the cache.",
 		}, func() float64 { return float64(a.cas.Usage().Bytes) }),

@@ -94,12 +94,21 @@ func TestS3Origin(t *testing.T) {
 		t.Fatalf("uncached pull during outage took %s, want < 2s", elapsed)
 	}
 	t.Logf("uncached pull during the outage failed in %s", elapsed)
+	if h := b.status().OriginHealth; len(h) != 1 || h[0].OK || h[0].LastError == "" {
+		t.Fatalf("status during the outage: origin health %+v, want failing with an error", h)
+	}
+	if n := b.metricSum(t, "shoal_origin_requests_total", `result="unavailable"`); n < 1 {
+		t.Fatalf("shoal_origin_requests_total{result=unavailable} = %v during the outage", n)
+	}
 	if a.outbox.Pending() == 0 {
 		t.Fatal("push during the outage is not queued")
 	}
 
 	gw.Start(t)
 	waitFor(t, "outbox to drain after the outage", 60*time.Second, func() bool { return a.outbox.Pending() == 0 })
+	if h := a.status().OriginHealth; len(h) != 1 || !h[0].OK {
+		t.Fatalf("status after the outage: origin health %+v, want ok", h)
+	}
 	stored, err := os.ReadFile(filepath.Join(root, "blobs/sha256", d.Encoded()))
 	if err != nil || !bytes.Equal(stored, blob) {
 		t.Fatalf("blob pushed during the outage is not in S3 intact: %v", err)

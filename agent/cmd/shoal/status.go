@@ -61,6 +61,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	row("origins", s.Origins)
 	row("cache", fmt.Sprintf("%s of %s in %d blobs (evicts above %s down to %s)",
 		human(s.CacheBytes), human(s.CacheLimit), s.CacheBlobs, human(s.CacheHigh), human(s.CacheLow)))
+	for _, h := range s.OriginHealth {
+		state := "ok"
+		if !h.OK {
+			state = fmt.Sprintf("FAILING (%d in a row): %s at %s", h.ConsecutiveFailures, h.LastError, h.LastErrorAt.Format(time.RFC3339))
+		}
+		row("origin "+h.Origin, state)
+	}
 	row("outbox pending", s.OutboxPending)
 	row("group", s.Group)
 	if s.Proxy != "" {
