@@ -88,7 +88,7 @@ func (a *Agent) status() Status {
 	if a.node != nil {
 		s.PeerID, s.P2PAddrs, s.DHTPeers = a.node.ID().String(), a.node.Addrs(), a.node.Stats().RoutingTablePeers
 	}
-	if err, at := a.outbox.LastError(); err != nil {
+	if at, err := a.outbox.LastError(); err != nil {
 		s.OutboxError, s.OutboxErrorAt = err.Error(), at.UTC().Format(time.RFC3339)
 	}
 	return s

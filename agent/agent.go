@@ -22,6 +22,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shoal-dev/shoal/agent/config"
@@ -128,7 +129,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	dbPath := filepath.Join(a.cfg.DataDir, "meta.db")
 	if a.db, err = bbolt.Open(dbPath, 0o600, &bbolt.Options{Timeout: 2 * time.Second}); err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, bberrors.ErrTimeout) {
 			return fmt.Errorf("open %s: another agent is using data dir %s", dbPath, a.cfg.DataDir)
 		}
 		return fmt.Errorf("open %s: %w", dbPath, err)

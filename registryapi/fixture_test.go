@@ -34,7 +34,6 @@ var (
 	fxLayer        = []byte("hello, layer contents 0123456789")
 	fxLayerD       = digest.FromBytes(fxLayer)
 	fxConfig       = []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
-	fxConfigD      = digest.FromBytes(fxConfig)
 	fxOther        = []byte("a blob only other/repo holds")
 	fxOtherD       = digest.FromBytes(fxOther)
 	fxEmpty        = []byte("{}")

@@ -267,12 +267,12 @@ func (o *Outbox) Notify() {
 // Pending returns the number of items in the queue.
 func (o *Outbox) Pending() int { return int(o.pending.Load()) }
 
-// LastError returns the most recent replication failure and when it
-// happened; it is nil once an item has been replicated since.
-func (o *Outbox) LastError() (error, time.Time) {
+// LastError returns when the most recent replication failure happened and
+// the failure; the error is nil once an item has been replicated since.
+func (o *Outbox) LastError() (time.Time, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.lastErr, o.lastAt
+	return o.lastAt, o.lastErr
 }
 
 // Wait blocks until every item up to t has left the queue (replicated and

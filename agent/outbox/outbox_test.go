@@ -64,7 +64,7 @@ func TestReplicatesInOrder(t *testing.T) {
 	if n := o.Pending(); n != 0 {
 		t.Errorf("Pending = %d, want 0", n)
 	}
-	if err, _ := o.LastError(); err != nil {
+	if _, err := o.LastError(); err != nil {
 		t.Errorf("LastError = %v", err)
 	}
 }

@@ -71,7 +71,7 @@ func TestRetriesWithBackoff(t *testing.T) {
 		start(t, o)
 
 		synctest.Wait() // the worker is asleep after the first failure
-		if err, at := o.LastError(); !errors.Is(err, objstore.ErrUnavailable) || at.IsZero() {
+		if at, err := o.LastError(); !errors.Is(err, objstore.ErrUnavailable) || at.IsZero() {
 			t.Errorf("LastError = %v at %v, want ErrUnavailable", err, at)
 		}
 		if n := o.Pending(); n != len(items)-1 {
@@ -107,7 +107,7 @@ func TestRetriesWithBackoff(t *testing.T) {
 				t.Errorf("retry %d after %v, want within [%v, %v]", i, gap, ceil/2, ceil)
 			}
 		}
-		if err, _ := o.LastError(); err != nil {
+		if _, err := o.LastError(); err != nil {
 			t.Errorf("LastError after success = %v, want nil", err)
 		}
 		for _, it := range items {

@@ -112,7 +112,7 @@ func readWhole(t *testing.T, s objstore.Store, want []digest.Digest) error {
 		return err
 	}
 	if info.Size != 300<<10 && info.Size != 200<<10 {
-		return errors.New("Stat saw a partial object")
+		return errors.New("stat saw a partial object")
 	}
 	rc, err := s.Get(t.Context(), "atomic", 0, -1)
 	if err != nil {
@@ -124,7 +124,7 @@ func readWhole(t *testing.T, s objstore.Store, want []digest.Digest) error {
 		return err
 	}
 	if d != want[0] && d != want[1] {
-		return errors.New("Get saw a partial or mixed object")
+		return errors.New("get saw a partial or mixed object")
 	}
 	return nil
 }
