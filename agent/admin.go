@@ -2,13 +2,17 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shoal-dev/shoal/agent/config"
 	"github.com/shoal-dev/shoal/cas/objstore/observe"
 	"github.com/shoal-dev/shoal/locks"
 )
@@ -109,6 +113,8 @@ func (a *Agent) adminHandler() http.Handler {
 		}
 	})
 	mux.HandleFunc("POST /v1/locks/hold", a.serveLockHold)
+	mux.HandleFunc("GET /loglevel", a.serveLogLevel)
+	mux.HandleFunc("PUT /loglevel", a.serveLogLevel)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
@@ -130,4 +136,24 @@ func redactedOrigins(urls []string) []string {
 		}
 	}
 	return out
+}
+
+// serveLogLevel reports (GET) or sets (PUT, body: debug|info|warn|error)
+// the log level.
+func (a *Agent) serveLogLevel(w http.ResponseWriter, r *http.Request) {
+	if a.level == nil {
+		http.Error(w, "the log level is fixed in this process", http.StatusNotImplemented)
+		return
+	}
+	if r.Method == http.MethodPut {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 64))
+		l, err := config.ParseLevel(strings.TrimSpace(string(body)))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.level.Set(l)
+		a.log.Info("log level changed", "level", l.String())
+	}
+	fmt.Fprintln(w, strings.ToLower(a.level.Level().String()))
 }

@@ -47,6 +47,7 @@ type Agent struct {
 	cfg    config.Config
 	log    *slog.Logger
 	notify *sdnotify.Notifier
+	level  *slog.LevelVar // nil: the level cannot change at run time
 
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -78,6 +79,12 @@ type Option func(*Agent)
 // shutdown to systemd through n (nil: no notifications).
 func WithNotifier(n *sdnotify.Notifier) Option {
 	return func(a *Agent) { a.notify = n }
+}
+
+// WithLogLevel lets the admin API change the log level at run time
+// (GET/PUT /loglevel) through v, the level of the agent's log handler.
+func WithLogLevel(v *slog.LevelVar) Option {
+	return func(a *Agent) { a.level = v }
 }
 
 // New validates cfg and returns an agent that Run will start.

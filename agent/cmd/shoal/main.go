@@ -90,12 +90,14 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	level, _ := config.ParseLevel(cfg.Log.Level)
-	hopts := &slog.HandlerOptions{Level: level}
+	levelVar := new(slog.LevelVar)
+	levelVar.Set(level)
+	hopts := &slog.HandlerOptions{Level: levelVar}
 	var h slog.Handler = slog.NewJSONHandler(stderr, hopts)
 	if cfg.Log.Format == "text" {
 		h = slog.NewTextHandler(stderr, hopts)
 	}
-	a, err := agent.New(cfg, slog.New(h), agent.WithNotifier(sdnotify.FromEnv()))
+	a, err := agent.New(cfg, slog.New(h), agent.WithNotifier(sdnotify.FromEnv()), agent.WithLogLevel(levelVar))
 	if err != nil {
 		return err
 	}
