@@ -13,7 +13,7 @@ func TestLogLevelAtRuntime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test: not in -short")
 	}
-	p := startProcess(t, "--data-dir", t.TempDir(), "--p2p=false", "--serf=false", "--log-level", "warn")
+	p := startProcess(t, "--data-dir", t.TempDir(), "--p2p=false", "--serf=false")
 	call := func(method, body string) (int, string) {
 		req, _ := http.NewRequest(method, "http://"+p.admin+"/loglevel", strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)
@@ -29,7 +29,7 @@ func TestLogLevelAtRuntime(t *testing.T) {
 		code         int
 		want         string
 	}{
-		{"GET", "", 200, "warn"},
+		{"GET", "", 200, "info"},
 		{"PUT", "debug", 200, "debug"},
 		{"GET", "", 200, "debug"},
 		{"PUT", "loud", 400, "log.level"},
