@@ -105,36 +105,39 @@ func TestRollingUpgrade(t *testing.T) {
 	t.Cleanup(stopPulls)
 
 	events := filepath.Join(dir, "events")
+	flag := func(what string, i int) string { return filepath.Join(dir, fmt.Sprintf("%s-%d", what, i)) }
 	rollouts := make([]*rollLockRun, nodes)
 	launch := func(i int) {
 		gw := (i + 1) % nodes // up while rollout i waits (agent i-1 restarts) and holds (agent i restarts)
-		rollouts[i] = startRollLockRun(t, bin, f.admin(gw), rollRollout,
-			events, filepath.Join(dir, fmt.Sprintf("started-%d", i)), filepath.Join(dir, fmt.Sprintf("done-%d", i)), strconv.Itoa(i))
+		rollouts[i] = startRollLockRun(t, bin, f.admin(gw), rollRollout, events, flag("started", i), flag("done", i), strconv.Itoa(i))
 	}
 	rollStart := time.Now()
 	launch(0)
 	for i := range nodes {
 		r := rollouts[i]
-		started := filepath.Join(dir, fmt.Sprintf("started-%d", i))
 		waitFor(t, fmt.Sprintf("rollout %d to hold the lock", i), 60*time.Second, func() bool {
 			select {
 			case <-r.exited:
 				t.Fatalf("rollout %d exited before it held the lock: %s", i, r.result())
 			default:
 			}
-			_, err := os.Stat(started)
+			_, err := os.Stat(flag("started", i))
 			return err == nil
 		})
 		if i+1 < nodes {
 			launch(i + 1) // waits for the lock while agent i is down
+			next := rollouts[i+1]
+			waitFor(t, fmt.Sprintf("rollout %d to ask for the lock", i+1), 10*time.Second, func() bool {
+				return strings.Contains(next.out.String(), "waiting for lock")
+			})
 		}
 		f.restart(i)
 		if i+1 < nodes {
-			if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("started-%d", i+1))); err == nil {
+			if _, err := os.Stat(flag("started", i+1)); err == nil {
 				t.Fatalf("rollout %d held the lock while rollout %d did", i+1, i)
 			}
 		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("done-%d", i)), nil, 0o644); err != nil {
+		if err := os.WriteFile(flag("done", i), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -185,7 +188,11 @@ func TestRollingUpgrade(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, src := range []string{"origin", "peer"} {
-			if v := m[`shoal_fetch_bytes_total{source="`+src+`"}`]; v != 0 {
+			v, ok := m[`shoal_fetch_bytes_total{source="`+src+`"}`]
+			switch {
+			case !ok:
+				t.Fatalf("%s has no shoal_fetch_bytes_total series for source %q", n.name, src)
+			case v != 0:
 				t.Errorf("%s fetched %v bytes from the %s after its restart; its cache should have served them", n.name, v, src)
 			}
 		}
@@ -198,6 +205,7 @@ type rollNode struct {
 	name, data string
 	proc       *agentProcess
 	serf       string // the serf address it bound
+	peerID     string // its libp2p identity, kept in its data dir
 	up         bool
 	inflight   sync.WaitGroup // pulls sent to proc; Add only while up, under rollFleet.mu
 
@@ -221,9 +229,9 @@ type rollFleet struct {
 	failures []error
 }
 
-// start runs agent i on its data dir, joining every other agent up; it
-// takes no pulls until setUp.
-func (f *rollFleet) start(i int) {
+// start runs agent i on its data dir, joining every other agent up, and
+// returns its status; it takes no pulls until setUp.
+func (f *rollFleet) start(i int) Status {
 	t := f.t
 	t.Helper()
 	n := f.nodes[i]
@@ -248,6 +256,11 @@ func (f *rollFleet) start(i int) {
 	f.mu.Lock()
 	n.proc, n.serf, n.pullsSinceStart = p, s.Members[i2].Addr, 0
 	f.mu.Unlock()
+	if n.peerID != "" && s.PeerID != n.peerID {
+		t.Fatalf("%s came back as peer %s, was %s: its identity did not persist in its data dir", n.name, s.PeerID, n.peerID)
+	}
+	n.peerID = s.PeerID
+	return s
 }
 
 // setUp marks agent i up (pulls go to it) or down, and tracks how many
@@ -293,12 +306,7 @@ func (f *rollFleet) restart(i int) {
 	if code := n.proc.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("%s exited %d after SIGTERM, want 0", n.name, code)
 	}
-	f.start(i)
-	s, err := rollStatus(n.proc.admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.CacheBlobs < n.cacheBlobs {
+	if s := f.start(i); s.CacheBlobs < n.cacheBlobs {
 		t.Fatalf("%s restarted with %d cached blobs, had %d", n.name, s.CacheBlobs, n.cacheBlobs)
 	}
 	f.waitConverged(60 * time.Second)
@@ -397,8 +405,7 @@ func (f *rollFleet) checkLockEvents(path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type hold struct{ start, end int64 }
-	holds := map[int]*hold{}
+	holds := make([]struct{ start, end int64 }, len(f.nodes))
 	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
 		fs := strings.Fields(line)
 		if len(fs) != 3 {
@@ -406,15 +413,10 @@ func (f *rollFleet) checkLockEvents(path string) {
 		}
 		at, err1 := strconv.ParseInt(fs[1], 10, 64)
 		i, err2 := strconv.Atoi(fs[2])
-		if err1 != nil || err2 != nil {
+		if err1 != nil || err2 != nil || i < 0 || i >= len(holds) {
 			t.Fatalf("bad event line %q", line)
 		}
-		h := holds[i]
-		if h == nil {
-			h = &hold{}
-			holds[i] = h
-		}
-		switch {
+		switch h := &holds[i]; {
 		case fs[0] == "start" && h.start == 0:
 			h.start = at
 		case fs[0] == "end" && h.end == 0:
@@ -422,9 +424,6 @@ func (f *rollFleet) checkLockEvents(path string) {
 		default:
 			t.Fatalf("unexpected event %q:\n%s", line, raw)
 		}
-	}
-	if len(holds) != len(f.nodes) {
-		t.Fatalf("%d rollouts logged, want %d:\n%s", len(holds), len(f.nodes), raw)
 	}
 	for i, n := range f.nodes {
 		h := holds[i]
@@ -545,7 +544,7 @@ func (img *rollImageData) pull(ctx context.Context, client *http.Client, addr st
 // rollLockRun is a `shoal lock run` child process.
 type rollLockRun struct {
 	cmd    *exec.Cmd
-	out    bytes.Buffer
+	out    rollOutput
 	exited chan struct{}
 	code   int
 	err    error
@@ -581,6 +580,24 @@ func startRollLockRun(t *testing.T, bin, admin, script string, args ...string) *
 // result describes how the lock run ended; call it once exited is closed.
 func (r *rollLockRun) result() string {
 	return fmt.Sprintf("exit %d (%v):\n%s", r.code, r.err, r.out.String())
+}
+
+// rollOutput collects a child's output; it can be read while the child runs.
+type rollOutput struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *rollOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *rollOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
 }
 
 // rollStatus reads an agent's /status without failing the test.
