@@ -51,6 +51,7 @@ type Agent struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+	draining  chan struct{} // closed when shutdown starts
 
 	// Set by Run before ready is closed.
 	cas          *cas.Store
@@ -95,7 +96,7 @@ func New(cfg config.Config, log *slog.Logger, opts ...Option) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{cfg: cfg, log: log, ready: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: log, ready: make(chan struct{}), draining: make(chan struct{})}
 	for _, o := range opts {
 		o(a)
 	}
@@ -130,6 +131,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	ccfg.Logger = a.log.With("part", "cas")
 	ccfg.OnChange = a.onCacheChange
 	if a.cas, err = cas.Open(ctx, ccfg); err != nil {
+		if errors.Is(err, bberrors.ErrTimeout) {
+			return fmt.Errorf("open cache: another agent is using data dir %s", a.cfg.DataDir)
+		}
 		return fmt.Errorf("open cache: %w", err)
 	}
 	closers = append(closers, a.cas.Close)
@@ -236,6 +240,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		case <-gctx.Done():
 		case <-bgCtx.Done(): // a background part failed
 		}
+		close(a.draining)
 		if err := a.notify.Stopping(); err != nil {
 			a.log.Warn("systemd notify", "err", err)
 		}
@@ -246,7 +251,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return errors.Join(regSrv.Shutdown(sctx), admSrv.Shutdown(sctx))
 	})
 	if a.cluster != nil {
-		if err := a.awaitSerf(ctx); err != nil {
+		if err := a.awaitSerf(ctx, bgCtx); err != nil {
 			stopBg()
 			bg.Wait()
 			return err
@@ -317,7 +322,7 @@ func (a *Agent) openOrigins(ctx context.Context) (objstore.Store, error) {
 
 // awaitSerf waits until serf runs and lists this node (with its bound
 // gossip address), so readiness means the fleet can reach us.
-func (a *Agent) awaitSerf(ctx context.Context) error {
+func (a *Agent) awaitSerf(ctx, bgCtx context.Context) error {
 	deadline := time.After(30 * time.Second)
 	for {
 		changed := a.cluster.Changed()
@@ -329,6 +334,8 @@ func (a *Agent) awaitSerf(ctx context.Context) error {
 		select {
 		case <-changed:
 		case <-time.After(50 * time.Millisecond):
+		case <-bgCtx.Done():
+			return fmt.Errorf("start: %w", context.Cause(bgCtx))
 		case <-deadline:
 			return errors.New("serf did not start within 30s")
 		case <-ctx.Done():

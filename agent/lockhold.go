@@ -78,8 +78,22 @@ func (a *Agent) serveLockHold(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "name: required", http.StatusBadRequest)
 		return
 	}
-	lease, err := a.locker.Acquire(r.Context(), name, opts)
+	// A request still waiting for the lock ends when the agent starts
+	// draining, so it does not hold the shutdown up.
+	actx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-a.draining:
+			cancel()
+		case <-actx.Done():
+		}
+	}()
+	lease, err := a.locker.Acquire(actx, name, opts)
 	switch {
+	case err != nil && isClosed(a.draining):
+		http.Error(w, "the agent is stopping", http.StatusServiceUnavailable)
+		return
 	case errors.Is(err, locks.ErrTimeout):
 		http.Error(w, fmt.Sprintf("lock %s: not acquired within %s", name, opts.Wait), http.StatusConflict)
 		return
@@ -91,12 +105,7 @@ func (a *Agent) serveLockHold(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.holds.add(lease)
-	defer func() {
-		a.holds.remove(lease)
-		if err := lease.Release(context.WithoutCancel(r.Context())); err != nil {
-			a.log.Warn("release lock", "lock", name, "err", err)
-		}
-	}()
+	defer a.holds.remove(lease)
 	w.Header().Set("Content-Type", "text/plain")
 	fmt.Fprintf(w, "held token=%d\n", lease.Token)
 	http.NewResponseController(w).Flush()
@@ -104,5 +113,27 @@ func (a *Agent) serveLockHold(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 	case <-lease.Lost():
 		fmt.Fprintf(w, "lost\n")
+		return
+	case <-a.draining:
+		// The agent is stopping (often because the command holding the
+		// lock restarts it). Keep the lease: it is renewed until this
+		// process exits and expires one TTL later, so the lock still
+		// covers the restart; the client lets its command finish.
+		fmt.Fprintf(w, "draining ttl=%s\n", lease.TTL)
+		a.log.Info("agent stopping while a lock is held: the lease expires one TTL after exit", "lock", name, "ttl", lease.TTL)
+		return
+	}
+	if err := lease.Release(context.WithoutCancel(r.Context())); err != nil {
+		a.log.Warn("release lock", "lock", name, "err", err)
+	}
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

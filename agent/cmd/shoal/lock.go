@@ -106,10 +106,24 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	// The hold ends with "lost" (the lease is gone: stop the command),
+	// "draining" (the agent is stopping, e.g. restarted by the command; the
+	// lease lives one TTL past its exit: let the command finish), or EOF
+	// (the agent died: treat the lease as lost).
 	lost := make(chan struct{})
 	go func() {
-		io.Copy(io.Discard, body) // ends when the agent ends the hold (lost) or we release
-		close(lost)
+		for {
+			line, err := body.ReadString('\n')
+			if strings.HasPrefix(line, "draining") {
+				fmt.Fprintf(stderr, "shoal: the agent is stopping; lock %s stays held until its lease expires (%s)\n",
+					name, strings.TrimSpace(strings.TrimPrefix(line, "draining")))
+				return
+			}
+			if err != nil || strings.HasPrefix(line, "lost") {
+				close(lost)
+				return
+			}
+		}
 	}()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
