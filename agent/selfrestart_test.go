@@ -26,7 +26,7 @@ func TestLockRunRestartsOwnAgent(t *testing.T) {
 	p := startProcess(t, "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--drain-timeout", "30s")
 	marker, killed := filepath.Join(dir, "finished"), filepath.Join(dir, "killed")
 	script := fmt.Sprintf("touch %s; kill -TERM %d; sleep 1; touch %s", killed, p.cmd.Process.Pid, marker)
-	cmd := exec.Command(shoalBinary(t), "lock", "run", "rollout", "--ttl", "5s", "--admin-addr", p.admin, "--", "sh", "-c", script)
+	cmd := exec.Command(shoalBinary(t), "lock", "run", "rollout", "--ttl", "2s", "--admin-addr", p.admin, "--", "sh", "-c", script)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
