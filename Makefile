@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/shoal-dev/shoal/agent.Version=$(VERSION)
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: build run test test-short conformance bench lint tools clean
+.PHONY: build run test test-short conformance bench lint tools docs clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./agent/cmd/shoal
@@ -40,6 +40,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# Regenerate docs/CONFIGURATION.md from the config struct (a test fails when it is stale).
+docs:
+	$(GO) run ./agent/config/gen
 
 clean:
 	rm -rf bin .tools

@@ -53,7 +53,7 @@ type Config struct {
 
 // CacheConfig configures the local blob cache.
 type CacheConfig struct {
-	MaxBytes      ByteSize `yaml:"max_bytes" doc:"Cache size cap (bytes, or with KiB/MiB/GiB/TiB). 0: the filesystem's capacity."`
+	MaxBytes      ByteSize `yaml:"max_bytes" doc:"Cache size cap (bytes, or with KiB/MiB/GiB/TiB). 0: what the cache holds plus the free space on the data_dir file system."`
 	HighWatermark float64  `yaml:"high_watermark" doc:"Fraction of the cap at which eviction starts."`
 	LowWatermark  float64  `yaml:"low_watermark" doc:"Fraction of the cap at which eviction stops."`
 }
