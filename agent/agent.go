@@ -193,7 +193,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch, mirrors: mirrors,
+	fallback, err := registryOrigins(a.cfg.Origins, a.cfg.Mirror, a.log.With("part", "upstream"))
+	if err != nil {
+		return err
+	}
+	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch, mirrors: mirrors, fallback: fallback,
 		syncPush: a.cfg.Push.Replication == "sync", log: a.log.With("part", "registry")}
 
 	opts := registryapi.DefaultOptions()
@@ -297,6 +301,8 @@ func (a *Agent) openOrigins(ctx context.Context) (objstore.Store, error) {
 		}
 		var s objstore.Store
 		switch u.Scheme {
+		case "registry":
+			continue // a read-only upstream, consulted by the registry after the stores
 		case "file":
 			s, err = filestore.New(u.Path)
 		case "s3":
@@ -314,7 +320,10 @@ func (a *Agent) openOrigins(ctx context.Context) (objstore.Store, error) {
 		a.origins = append(a.origins, o)
 		stores = append(stores, o)
 	}
-	if len(stores) == 1 {
+	switch len(stores) {
+	case 0:
+		return nil, errors.New("origins: at least one object store (file:// or s3://) is needed; registry:// origins are read-only")
+	case 1:
 		return stores[0], nil
 	}
 	return objstore.Chain(stores...), nil

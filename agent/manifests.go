@@ -58,6 +58,18 @@ func (r *registry) GetManifest(ctx context.Context, repo, ref string) (registrya
 		}
 		return r.mirrorManifest(ctx, m, ref)
 	}
+	man, err := r.localManifest(ctx, repo, ref)
+	for _, m := range r.fallbacks(repo) {
+		if !errors.Is(err, registryapi.ErrManifestUnknown) {
+			break
+		}
+		man, err = r.mirrorManifest(ctx, m, ref)
+	}
+	return man, err
+}
+
+// localManifest serves a manifest from the object store's records.
+func (r *registry) localManifest(ctx context.Context, repo, ref string) (registryapi.Manifest, error) {
 	d, err := r.resolve(ctx, repo, ref)
 	if err != nil {
 		return registryapi.Manifest{}, err

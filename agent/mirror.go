@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -43,6 +44,37 @@ func newUpstreams(cfg config.MirrorConfig, log *slog.Logger) (upstreams, error) 
 		out[name] = c
 	}
 	return out, nil
+}
+
+// registryOrigins builds the upstream clients of registry:// origins: the
+// read-only fallback after the object stores miss.
+func registryOrigins(urls []string, cfg config.MirrorConfig, log *slog.Logger) ([]mirrorRoute, error) {
+	var out []mirrorRoute
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "registry" {
+			continue
+		}
+		c, err := upstream.New(upstream.Config{
+			Host: upstream.CanonicalHost(u.Host), Insecure: u.Query().Get("insecure") == "true",
+			DockerConfig: cfg.Credentials, TagTTL: time.Duration(cfg.TagTTL), Logger: log.With("upstream", u.Host),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("origin registry://%s: %w", u.Host, err)
+		}
+		out = append(out, mirrorRoute{name: u.Host, client: c})
+	}
+	return out, nil
+}
+
+// fallbacks returns the registry origins as routes for repo.
+func (r *registry) fallbacks(repo string) []mirrorRoute {
+	out := make([]mirrorRoute, len(r.fallback))
+	for i, m := range r.fallback {
+		m.repo = upstream.NormalizeRepo(m.name, repo)
+		out[i] = m
+	}
+	return out
 }
 
 // mirrorRoute is a request for an upstream's repository.

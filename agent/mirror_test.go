@@ -114,6 +114,20 @@ func TestPullThrough(t *testing.T) {
 	if n := upstreamRequests.Load(); n != 0 {
 		t.Fatalf("the second pull made %d upstream requests, want 0", n)
 	}
+	// A registry:// origin: plain repository names (as Docker's
+	// registry-mirrors sends them) fall through to the upstream when the
+	// object store does not have them.
+	b := startAgent(t, "", func(c *config.Config) {
+		c.Origins = append(c.Origins, "registry://"+proxyAddr+"?insecure=true")
+	})
+	viaOrigin := skopeoCopy(t, skopeo, b.RegistryAddr()+"/library/app:v1")
+	if viaOrigin.manifest != want.String() || len(viaOrigin.blobs) != len(first.blobs) {
+		t.Fatalf("through a registry:// origin: manifest %s (%d blobs), want %s", viaOrigin.manifest, len(viaOrigin.blobs), want)
+	}
+	if resp, body := get("/v2/library/nothing/manifests/v1"); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown repository without an upstream: %s %s", resp.Status, body)
+	}
+
 	resp, err = http.Post(a.url("/v2/up.test/library/app/blobs/uploads/"), "", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ type registry struct {
 	outbox   *outbox.Outbox
 	fetch    *fetcher
 	mirrors  upstreams
+	fallback []mirrorRoute // registry:// origins, after the object stores
 	syncPush bool
 	log      *slog.Logger
 }
@@ -64,7 +65,17 @@ func (r *registry) StatBlob(ctx context.Context, repo string, d digest.Digest) (
 	}
 	size, err := r.origin.Stat(ctx, objstore.BlobKey(d))
 	if err != nil {
-		return ocispec.Descriptor{}, apiErr(err, registryapi.ErrBlobUnknown)
+		err = apiErr(err, registryapi.ErrBlobUnknown)
+		for _, m := range r.fallbacks(repo) {
+			if !errors.Is(err, registryapi.ErrBlobUnknown) {
+				break
+			}
+			var desc ocispec.Descriptor
+			if desc, err = r.mirrorStatBlob(ctx, m, d); err == nil {
+				return desc, nil
+			}
+		}
+		return ocispec.Descriptor{}, err
 	}
 	return ocispec.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: size}, nil
 }
@@ -84,7 +95,17 @@ func (r *registry) GetBlob(ctx context.Context, repo string, d digest.Digest) (r
 	}
 	fl, err := r.fetch.Follow(ctx, d, storeSource{r.origin})
 	if err != nil {
-		return registryapi.Blob{}, apiErr(err, registryapi.ErrBlobUnknown)
+		err = apiErr(err, registryapi.ErrBlobUnknown)
+		for _, m := range r.fallbacks(repo) {
+			if !errors.Is(err, registryapi.ErrBlobUnknown) {
+				break
+			}
+			var b registryapi.Blob
+			if b, err = r.mirrorGetBlob(ctx, m, d); err == nil {
+				return b, nil
+			}
+		}
+		return registryapi.Blob{}, err
 	}
 	return registryapi.Blob{Size: fl.Size(), Content: fl, Verified: fl.Wait}, nil
 }

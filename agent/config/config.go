@@ -26,7 +26,7 @@ type Config struct {
 	// AdminAddr serves /metrics, /healthz, /readyz and /status.
 	AdminAddr string `yaml:"admin_addr" doc:"Listen address of the admin API (/metrics, /healthz, /readyz, /status)."`
 	// Origins are object-store URLs tried in order on a miss; pushes go to the first writable one.
-	Origins []string `yaml:"origins" doc:"Object store URLs, tried in order: file:///path or s3://bucket[/prefix]?endpoint=HOST:PORT&region=R&tls=false. Default: file://<data_dir>/origin."`
+	Origins []string `yaml:"origins" doc:"Origins, tried in order: object stores (file:///path, s3://bucket[/prefix]?endpoint=HOST:PORT&region=R&tls=false) and read-only upstream registries consulted when the object stores miss (registry://HOST[:PORT][?insecure=true]; registry://docker.io for Docker Hub). Pushes go to the first object store. Default: file://<data_dir>/origin."`
 	// OriginCredentials is an AWS shared-credentials file for s3:// origins.
 	OriginCredentials string `yaml:"origin_credentials" doc:"AWS shared-credentials file for s3:// origins (default: AWS_* variables, then ~/.aws/credentials)."`
 	// Cache configures the local content-addressable store.
@@ -179,12 +179,16 @@ func (c Config) Validate() error {
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("origins: %q: %w", o, err))
+		case u.Scheme == "registry":
+			if u.Host == "" {
+				errs = append(errs, fmt.Errorf("origins: %q: want registry://HOST[:PORT][?insecure=true]", redact(o)))
+			}
 		case u.Scheme == "s3":
 			if u.Host == "" {
 				errs = append(errs, fmt.Errorf("origins: %q: want s3://bucket[/prefix]?endpoint=HOST:PORT", redact(o)))
 			}
 		case u.Scheme != "file":
-			errs = append(errs, fmt.Errorf("origins: %q: unsupported scheme %q (supported: file, s3)", redact(o), u.Scheme))
+			errs = append(errs, fmt.Errorf("origins: %q: unsupported scheme %q (supported: file, s3, registry)", redact(o), u.Scheme))
 		case u.Path == "" || u.Host != "":
 			errs = append(errs, fmt.Errorf("origins: %q: want file:///absolute/path", o))
 		}
