@@ -156,7 +156,6 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 		m, err := w.f.WriteAt(p[g.start-off:g.end-off], g.start)
 		if m > 0 {
 			mine = append(mine, span{g.start, g.start + int64(m)})
-			w.wb.wrote(w.f.Fd(), m)
 		}
 		if err != nil {
 			at := g.start + int64(m)
@@ -173,8 +172,13 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	for _, u := range unwritten {
 		w.claimed = w.claimed.remove(u.start, u.end)
 	}
+	wrote := 0
 	for _, m := range mine {
 		w.written = w.written.add(m.start, m.end)
+		wrote += int(m.end - m.start)
+	}
+	if wrote > 0 && w.wb.due(wrote) {
+		w.startWriteback()
 	}
 	w.broadcast()
 	w.advanceHash(p, off, mine)
