@@ -116,6 +116,10 @@ func Blame(failed, verified DownloadStats) []peer.ID {
 // size comes from a peer or a manifest and is not trusted.
 const maxChunks = 1 << 20
 
+// fetchBufSize is how many bytes a worker gathers before writing them to
+// the destination.
+const fetchBufSize = 256 << 10
+
 // errStalled marks a response that sent nothing for the stall timeout.
 var errStalled = errors.New("peer stalled")
 
@@ -274,7 +278,7 @@ func (dl *download) worker(ai peer.AddrInfo) {
 		dl.quit(p, Span{}, fmt.Errorf("connect: %w", err))
 		return
 	}
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, fetchBufSize)
 	for {
 		sp, ok := dl.lease(p)
 		if !ok {
@@ -357,9 +361,11 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 		if pos == int64(chunk)*dl.opts.ChunkSize && !dl.start(chunk, p) {
 			return nil // the rest of the span was stolen by a faster peer
 		}
-		k, rerr := body.Read(buf[:min(int64(len(buf)), chunkEnd-pos)])
+		// Fill buf (up to the chunk's end) before writing: a stream read
+		// returns one muxer frame (at most 64 KiB), and every write to dst
+		// costs a syscall and wakes the readers following dst.
+		k, rerr := dl.readFull(body, buf[:min(int64(len(buf)), chunkEnd-pos)], watchdog)
 		if k > 0 {
-			watchdog.Reset(dl.opts.StallTimeout)
 			if _, werr := dl.dst.WriteAt(buf[:k], pos); werr != nil {
 				werr = fmt.Errorf("write at %d: %w", pos, werr)
 				dl.abort(werr)
@@ -383,6 +389,23 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 		}
 	}
 	return nil
+}
+
+// readFull reads from body until buf is full or the read fails, resetting
+// the stall watchdog whenever bytes arrive.
+func (dl *download) readFull(body io.Reader, buf []byte, watchdog *time.Timer) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := body.Read(buf[n:])
+		if k > 0 {
+			watchdog.Reset(dl.opts.StallTimeout)
+			n += k
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (dl *download) start(chunk int, p peer.ID) bool {
