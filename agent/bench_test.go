@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -197,7 +198,7 @@ func BenchmarkPeerTransfer(b *testing.B) {
 			c.Close()
 		}
 	}()
-	var p2pTime, tcpTime time.Duration
+	var p2pTime, tcpTime, p2pCPU time.Duration
 	b.SetBytes(size)
 	b.ResetTimer()
 	for b.Loop() {
@@ -208,7 +209,7 @@ func BenchmarkPeerTransfer(b *testing.B) {
 			return len(provs) > 0
 		})
 		b.StartTimer()
-		start := time.Now()
+		start, cpu := time.Now(), processCPU()
 		resp, err := http.Get(dst.url("/v2/bench/blob/blobs/" + d.String()))
 		if err != nil {
 			b.Fatal(err)
@@ -219,6 +220,7 @@ func BenchmarkPeerTransfer(b *testing.B) {
 			b.Fatalf("peer pull: %d bytes, %v", n, err)
 		}
 		p2pTime += time.Since(start)
+		p2pCPU += processCPU() - cpu
 
 		start = time.Now()
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -239,6 +241,19 @@ func BenchmarkPeerTransfer(b *testing.B) {
 	b.ReportMetric(mbps(p2pTime), "p2p-MB/s")
 	b.ReportMetric(mbps(tcpTime), "rawtcp-MB/s")
 	b.ReportMetric(tcpTime.Seconds()/p2pTime.Seconds(), "p2p/rawtcp")
-	b.Logf("1 GiB one hop: agent-to-agent %.0f MB/s, raw loopback TCP %.0f MB/s, ratio %.2f",
-		mbps(p2pTime), mbps(tcpTime), tcpTime.Seconds()/p2pTime.Seconds())
+	// Cores busy during the transfer (both agents and the client): well
+	// under GOMAXPROCS means the transfer waits on something, not on CPU.
+	cores := p2pCPU.Seconds() / p2pTime.Seconds()
+	b.ReportMetric(cores, "p2p-cores")
+	b.Logf("1 GiB one hop: agent-to-agent %.0f MB/s (%.2f cores busy), raw loopback TCP %.0f MB/s, ratio %.2f",
+		mbps(p2pTime), cores, mbps(tcpTime), tcpTime.Seconds()/p2pTime.Seconds())
+}
+
+// processCPU is the CPU time (user and system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
