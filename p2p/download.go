@@ -120,6 +120,9 @@ const maxChunks = 1 << 20
 // the destination.
 const fetchBufSize = 256 << 10
 
+// errComplete cancels the workers left when every chunk has arrived.
+var errComplete = errors.New("download complete")
+
 // errStalled marks a response that sent nothing for the stall timeout.
 var errStalled = errors.New("peer stalled")
 
@@ -423,6 +426,11 @@ func (dl *download) received(chunk int, p peer.ID, sum uint64) {
 	dl.stats.Chunks[chunk] = ChunkSource{Peer: p, Sum: sum}
 	if dl.sched.Complete() {
 		dl.broadcastLocked()
+		// Stop the workers still dialling a provider or reading a span
+		// the others finished: Download returns when they all have, and
+		// a dial to a stale provider record (a peer that left) otherwise
+		// holds the finished blob back until ConnectTimeout.
+		dl.abort(errComplete)
 	}
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/multiformats/go-multihash"
 	"github.com/opencontainers/go-digest"
@@ -143,10 +145,13 @@ func (a announcer) waitReady(ctx context.Context) bool {
 	}
 }
 
-// FindProviders returns up to limit providers of d, other than this node.
-// The lookup is bounded by FindTimeout and returns early: when limit
-// providers arrived, when the lookup ends, or FindGrace after the first
-// provider. Finding none is not an error.
+// FindProviders returns up to limit providers of d, other than this node,
+// the ones this node is connected to first: they answer without a dial,
+// while a provider record can outlive its peer (a dial to a peer that left
+// fails only after the QUIC handshake timeout, seconds later). The lookup
+// is bounded by FindTimeout and returns early: when limit providers
+// arrived, when the lookup ends, or FindGrace after the first provider.
+// Finding none is not an error.
 func (n *Node) FindProviders(ctx context.Context, d digest.Digest, limit int) ([]peer.AddrInfo, error) {
 	c, err := DigestToCID(d)
 	if err != nil {
@@ -155,6 +160,24 @@ func (n *Node) FindProviders(ctx context.Context, d digest.Digest, limit int) ([
 	if limit <= 0 {
 		return nil, nil
 	}
+	out, err := n.findProviders(ctx, c, limit)
+	connected := func(ai peer.AddrInfo) bool {
+		return n.host.Network().Connectedness(ai.ID) == network.Connected
+	}
+	slices.SortStableFunc(out, func(a, b peer.AddrInfo) int {
+		switch ca, cb := connected(a), connected(b); {
+		case ca && !cb:
+			return -1
+		case cb && !ca:
+			return 1
+		}
+		return 0
+	})
+	return out, err
+}
+
+// findProviders collects the providers of c, in the order the DHT finds them.
+func (n *Node) findProviders(ctx context.Context, c cid.Cid, limit int) ([]peer.AddrInfo, error) {
 	lctx, cancel := context.WithTimeout(ctx, n.cfg.FindTimeout)
 	defer cancel()
 	// Ask for one more: the local provider store may return this node.
