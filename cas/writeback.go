@@ -11,7 +11,7 @@ import (
 // arrives (SYNC_FILE_RANGE_WRITE does not wait for the I/O) leaves little
 // for the fsync at commit, which otherwise flushes a whole large blob at
 // once while every client waits for its last byte.
-const writebackChunk = 32 << 20
+const writebackChunk = 8 << 20
 
 // writeback counts a writer's unflushed bytes and decides when to start
 // writeback of the file. At most one writeback runs at a time.
