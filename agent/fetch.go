@@ -130,12 +130,43 @@ func (f *fetcher) plan(ctx context.Context, d digest.Digest, src source) (plan, 
 	}
 	for _, prov := range p.providers {
 		f.node.Host().Peerstore().AddAddrs(prov.ID, prov.Addrs, time.Minute)
-		if size, perr := f.node.Stat(ctx, prov.ID, d); perr == nil {
-			p.size = size
-			return p, nil
-		}
+	}
+	if size, perr := f.statProviders(ctx, d, p.providers); perr == nil {
+		p.size = size
+		return p, nil
 	}
 	return plan{}, err
+}
+
+// statProviders asks every provider for d's size at once and returns the
+// first answer: a provider record can outlive its peer, whose dial fails
+// only after a timeout.
+func (f *fetcher) statProviders(ctx context.Context, d digest.Digest, provs []peer.AddrInfo) (int64, error) {
+	if len(provs) == 0 {
+		return 0, errors.New("no providers")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		size int64
+		err  error
+	}
+	ch := make(chan answer, len(provs))
+	for _, prov := range provs {
+		go func() {
+			s, err := f.node.Stat(ctx, prov.ID, d)
+			ch <- answer{s, err}
+		}()
+	}
+	var errs []error
+	for range provs {
+		a := <-ch
+		if a.err == nil {
+			return a.size, nil
+		}
+		errs = append(errs, a.err)
+	}
+	return 0, errors.Join(errs...)
 }
 
 // release gives up the plan's origin lease, if any.
