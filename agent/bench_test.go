@@ -68,6 +68,30 @@ func seedCache(b testing.TB, a *testAgent, n int64) digest.Digest {
 	return d
 }
 
+// serveBlobTCP sends the cached blob d with sendfile to every connection on
+// a loopback listener: the raw-TCP baseline of the benchmarks.
+func serveBlobTCP(b *testing.B, a *testAgent, d digest.Digest) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if f, _, err := a.cas.Open(context.Background(), d); err == nil {
+				io.Copy(c, f)
+				f.Close()
+			}
+			c.Close()
+		}
+	}()
+	return ln
+}
+
 // onlyWriter hides ReaderFrom so copies use the given buffer.
 type onlyWriter struct{ io.Writer }
 
@@ -107,24 +131,7 @@ func BenchmarkServeCachedBlob(b *testing.B) {
 	}
 	// The ceiling: the same file sent with sendfile over a raw loopback TCP
 	// connection, read with the same buffer.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if f, _, err := a.cas.Open(context.Background(), d); err == nil {
-				io.Copy(c, f)
-				f.Close()
-			}
-			c.Close()
-		}
-	}()
+	ln := serveBlobTCP(b, a, d)
 	readTCP := func() time.Duration {
 		start := time.Now()
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -180,24 +187,7 @@ func BenchmarkPeerTransfer(b *testing.B) {
 	src := startAgent(b, origin)
 	d := seedCache(b, src, size)
 	buf := make([]byte, 1<<20)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if f, _, err := src.cas.Open(context.Background(), d); err == nil {
-				io.Copy(c, f)
-				f.Close()
-			}
-			c.Close()
-		}
-	}()
+	ln := serveBlobTCP(b, src, d)
 	var p2pTime, tcpTime, p2pCPU time.Duration
 	b.SetBytes(size)
 	b.ResetTimer()
