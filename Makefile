@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/shoal-dev/shoal/agent.Version=$(VERSION)
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: build run test test-short conformance bench lint tools docs clean
+.PHONY: build run test test-short conformance bench fuzz lint tools docs clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./agent/cmd/shoal
@@ -35,6 +35,10 @@ conformance: tools build
 
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+# Every fuzz target for FUZZTIME each (default 30s); make test runs their seed corpora.
+fuzz:
+	./.ci/fuzz.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
