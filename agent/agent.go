@@ -256,8 +256,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	})
 	if a.cluster != nil {
 		if err := a.awaitSerf(ctx, bgCtx); err != nil {
-			stopBg()
-			bg.Wait()
+			stopBg() // the shutdown watcher sees it and stops the servers
+			_ = g.Wait()
+			_ = bg.Wait()
 			return err
 		}
 	}
