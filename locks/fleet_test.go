@@ -150,8 +150,11 @@ func TestClusterElectionAndFailover(t *testing.T) {
 		}
 		return out
 	}
+	// Members become proxy candidates ProxyWarmup after joining, so a
+	// lower-priority member may lead briefly; within the bound every member
+	// must agree on each group's highest-priority member.
 	var proxies map[string]string
-	waitFor(t, 20*time.Second, "agreement on proxies", func() bool {
+	waitFor(t, 30*time.Second, "agreement on the highest-priority proxies", func() bool {
 		for _, n := range nodes {
 			if len(n.cluster.Members()) != len(nodes) {
 				return false
@@ -159,13 +162,8 @@ func TestClusterElectionAndFailover(t *testing.T) {
 		}
 		var ok bool
 		proxies, ok = agreed(nodes, groups)
-		return ok && proxies["g0"] != "" && proxies["g1"] != "" && proxies["g2"] != ""
+		return ok && proxies["g0"] == "g0-n3" && proxies["g1"] == "g1-n3" && proxies["g2"] == "g2-n3"
 	})
-	for _, g := range groups {
-		if want := g + "-n3"; proxies[g] != want {
-			t.Fatalf("group %s proxy %s, want %s (highest priority)", g, proxies[g], want)
-		}
-	}
 
 	// Kill g1's proxy: the others agree on g1-n2 within a bound.
 	victim := nodes[7]
