@@ -33,7 +33,7 @@ func (r *registry) resolve(ctx context.Context, repo, ref string) (digest.Digest
 		if perr != nil {
 			return "", fmt.Errorf("tag %s:%s: bad record in object store: %w", repo, ref, perr)
 		}
-		_ = r.meta.Update(func(tx *meta.Tx) error { return tx.SetTag(repo, ref, d) })
+		r.rememberTag(repo, ref, d)
 		return d, nil
 	}
 	if errors.Is(err, objstore.ErrNotFound) {
@@ -49,6 +49,20 @@ func (r *registry) resolve(ctx context.Context, repo, ref string) (digest.Digest
 	}
 	r.log.Warn("object store unreachable, serving last known tag", "repo", repo, "tag", ref, "digest", last, "err", err)
 	return last, nil
+}
+
+// rememberTag records the last answer for repo:tag, the fallback when the
+// authority is unreachable. Resolving a tag is on the pull path, so the
+// write transaction (an fsync) happens only when the answer changed.
+func (r *registry) rememberTag(repo, tag string, d digest.Digest) {
+	var known digest.Digest
+	_ = r.meta.View(func(tx *meta.Tx) error { known, _ = tx.Tag(repo, tag); return nil })
+	if known == d {
+		return
+	}
+	if err := r.meta.Update(func(tx *meta.Tx) error { return tx.SetTag(repo, tag, d) }); err != nil {
+		r.log.Warn("remember tag", "repo", repo, "tag", tag, "err", err)
+	}
 }
 
 func (r *registry) GetManifest(ctx context.Context, repo, ref string) (registryapi.Manifest, error) {

@@ -167,7 +167,7 @@ func (r *registry) mirrorManifest(ctx context.Context, m mirrorRoute, ref string
 		switch {
 		case rerr == nil:
 			d = desc.Digest
-			_ = r.meta.Update(func(tx *meta.Tx) error { return tx.SetTag(m.key(), ref, d) })
+			r.rememberTag(m.key(), ref, d)
 		case errors.Is(rerr, upstream.ErrUnavailable):
 			_ = r.meta.View(func(tx *meta.Tx) error { d, _ = tx.Tag(m.key(), ref); return nil })
 			if d == "" {
