@@ -15,11 +15,11 @@ import (
 	"github.com/shoal-dev/shoal/registryapi/memory"
 )
 
-// conformanceBinary finds the OCI distribution-spec conformance program on
-// $PATH or in $(go env GOPATH)/bin.
-func conformanceBinary(t *testing.T) string {
+// findTool finds a test program on $PATH or in $(go env GOPATH)/bin, or
+// skips the test saying how to install it.
+func findTool(t *testing.T, name, install string) string {
 	t.Helper()
-	if p, err := exec.LookPath("conformance"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
 	gopath := os.Getenv("GOPATH")
@@ -29,13 +29,12 @@ func conformanceBinary(t *testing.T) string {
 		}
 	}
 	if gopath != "" {
-		p := filepath.Join(gopath, "bin", "conformance")
+		p := filepath.Join(gopath, "bin", name)
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	t.Skip("OCI conformance program not found on $PATH or in $(go env GOPATH)/bin; install it with " +
-		"go install github.com/opencontainers/distribution-spec/conformance@latest (built as 'conformance')")
+	t.Skipf("%s not found on $PATH or in $(go env GOPATH)/bin; install it with go install %s", name, install)
 	return ""
 }
 
@@ -48,7 +47,7 @@ var resultRE = regexp.MustCompile(`(?m)^\s*(Disabled|Skip|Pass|FAIL|Error|Total)
 // referrers), content management (deletes, upload cancel), sha512 and the
 // digest headers and tag parameters that are off by default.
 func TestConformance(t *testing.T) {
-	bin := conformanceBinary(t)
+	bin := findTool(t, "conformance", "github.com/opencontainers/distribution-spec/conformance@latest")
 	if testing.Short() {
 		t.Skip("conformance suite skipped in -short mode")
 	}

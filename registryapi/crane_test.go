@@ -15,27 +15,11 @@ import (
 	"github.com/shoal-dev/shoal/registryapi/memory"
 )
 
-// craneBinary finds crane on $PATH or in $(go env GOPATH)/bin.
-func craneBinary(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("crane"); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "crane")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("crane not found on $PATH or in $(go env GOPATH)/bin; install github.com/google/go-containerregistry/cmd/crane")
-	return ""
-}
-
 // TestCrane drives the handler with a real client: push, pull, copy across
 // repositories (a mount), list, tag, digest and delete.
 func TestCrane(t *testing.T) {
 	t.Parallel()
-	bin := craneBinary(t)
+	bin := findTool(t, "crane", "github.com/google/go-containerregistry/cmd/crane@v0.22.1")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
