@@ -47,13 +47,16 @@ func (p *patternReader) Read(b []byte) (int, error) {
 	return k, nil
 }
 
+// patternDigest is the sha256 digest of the n bytes newPatternReader yields.
+func patternDigest(n int64) digest.Digest {
+	h := sha256.New()
+	io.Copy(h, newPatternReader(n))
+	return digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
+}
+
 // seedCache writes n pattern bytes into the agent's cache and returns the digest.
 func seedCache(b testing.TB, a *testAgent, n int64) digest.Digest {
-	h := sha256.New()
-	if _, err := io.Copy(h, newPatternReader(n)); err != nil {
-		b.Fatal(err)
-	}
-	d := digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
+	d := patternDigest(n)
 	ctx := context.Background()
 	w, err := a.cas.Create(ctx, d, n, cas.WriteOptions{State: cas.StateReplicated})
 	if err != nil {

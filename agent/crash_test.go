@@ -31,8 +31,19 @@ func randomBlob(seed uint64, n int) ([]byte, digest.Digest) {
 // pushBlob uploads b monolithically (POST ?digest=) and returns the status.
 func pushBlob(t *testing.T, base, repo string, b []byte, d digest.Digest) int {
 	t.Helper()
-	url := fmt.Sprintf("%s/v2/%s/blobs/uploads/?digest=%s", base, repo, d)
-	resp, err := http.Post(url, "application/octet-stream", bytes.NewReader(b))
+	return pushBlobFrom(t, base, repo, bytes.NewReader(b), int64(len(b)), d)
+}
+
+// pushBlobFrom streams size bytes from r as one monolithic upload.
+func pushBlobFrom(t *testing.T, base, repo string, r io.Reader, size int64, d digest.Digest) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/v2/%s/blobs/uploads/?digest=%s", base, repo, d), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("push %s: %v", d, err)
 	}

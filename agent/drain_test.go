@@ -26,9 +26,7 @@ func TestDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := sha256.New()
-	io.Copy(h, newPatternReader(size))
-	d := digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
+	d := patternDigest(size)
 	if err := store.Put(t.Context(), objstore.BlobKey(d), newPatternReader(size), size); err != nil {
 		t.Fatal(err)
 	}

@@ -50,18 +50,9 @@ func TestS3LargeBlobMemory(t *testing.T) {
 	args := []string{"--origin", originURL, "--p2p=false", "--serf=false"}
 	a := startProcessEnv(t, env, append([]string{"--data-dir", t.TempDir()}, args...)...)
 
-	h := sha256.New()
-	io.Copy(h, newPatternReader(size))
-	d := digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
-	req, _ := http.NewRequest(http.MethodPost, a.url("/v2/big/blob/blobs/uploads/?digest="+d.String()), newPatternReader(size))
-	req.ContentLength = size
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("push: %s", resp.Status)
+	d := patternDigest(size)
+	if code := pushBlobFrom(t, "http://"+a.registry, "big/blob", newPatternReader(size), size, d); code != http.StatusCreated {
+		t.Fatalf("push: %d", code)
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for a.status(t).OutboxPending > 0 {
@@ -73,7 +64,7 @@ func TestS3LargeBlobMemory(t *testing.T) {
 	pushRSS := peakRSS(t, a.cmd.Process.Pid)
 
 	b := startProcessEnv(t, env, append([]string{"--data-dir", t.TempDir()}, args...)...)
-	resp, err = http.Get(b.url("/v2/big/blob/blobs/" + d.String()))
+	resp, err := http.Get(b.url("/v2/big/blob/blobs/" + d.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
