@@ -52,13 +52,9 @@ func NewLocal(cfg LocalConfig) (*Local, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, logger, err := lockerBase(cfg.Registerer, cfg.Logger)
 	if err != nil {
 		return nil, err
-	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Local{cfg: cfg, srv: newTableServer(), metrics: m, logger: logger}, nil
 }
@@ -85,3 +81,16 @@ func (b localBackend) renew(_ context.Context, g Grant) error {
 }
 
 func (b localBackend) release(_ context.Context, g Grant) error { return b.srv.release(g) }
+
+// lockerBase prepares what every locker has: its metrics on reg, and its
+// logger (silent when nil).
+func lockerBase(reg prometheus.Registerer, logger *slog.Logger) (*metrics, *slog.Logger, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return m, logger, nil
+}

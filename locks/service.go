@@ -93,13 +93,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, logger, err := lockerBase(cfg.Registerer, cfg.Logger)
 	if err != nil {
 		return nil, err
-	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, logger: logger, metrics: m, srv: newTableServer(), mux: http.NewServeMux(), gone: make(map[string]bool), leases: make(map[*Lease]struct{})}
 	for _, o := range []op{opAcquire, opRenew, opRelease} {
