@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -47,6 +48,11 @@ type Config struct {
 	// ConnectionGater, if set, admits or refuses peers (the serf membership
 	// gater fills it).
 	ConnectionGater connmgr.ConnectionGater
+	// Host, if set, is used instead of building a libp2p host from
+	// ListenAddrs, IdentityFile, SwarmKeyFile and ConnectionGater (which are
+	// then ignored): the simulator passes hosts of a simulated network. The
+	// node owns it and closes it.
+	Host host.Host
 	// Logger receives the node's logs; nil means silent.
 	Logger *slog.Logger
 }
@@ -67,7 +73,7 @@ func DefaultConfig() Config {
 // Validate reports a configuration error.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.ListenAddrs) == 0 {
+	if len(c.ListenAddrs) == 0 && c.Host == nil {
 		errs = append(errs, errors.New("no listen addresses"))
 	}
 	for _, a := range c.ListenAddrs {

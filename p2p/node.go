@@ -114,42 +114,10 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 		}
 	}()
 
-	key, err := loadIdentity(cfg.IdentityFile)
-	if err != nil {
+	if cfg.Host != nil {
+		n.host = cfg.Host
+	} else if n.host, err = newHost(cfg, logger); err != nil {
 		return nil, err
-	}
-	psk, err := loadSwarmKey(cfg.SwarmKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	listen := cfg.ListenAddrs
-	opts := []libp2p.Option{
-		libp2p.Identity(key),
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(libp2pyamux.ID, yamuxTransport()),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.DisableRelay(),
-		libp2p.SwarmOpts(swarm.WithDialRanker(preferTCP)),
-	}
-	if psk != nil {
-		listen = tcpOnly(listen)
-		if len(listen) < len(cfg.ListenAddrs) {
-			logger.Warn("private network key set: QUIC listen addresses dropped", "kept", listen)
-		}
-		if len(listen) == 0 {
-			return nil, errors.New("p2p: private network needs a TCP listen address")
-		}
-		opts = append(opts, libp2p.PrivateNetwork(psk))
-	} else {
-		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))
-	}
-	opts = append(opts, libp2p.ListenAddrStrings(listen...))
-	if cfg.ConnectionGater != nil {
-		opts = append(opts, libp2p.ConnectionGater(cfg.ConnectionGater))
-	}
-	if n.host, err = libp2p.New(opts...); err != nil {
-		return nil, fmt.Errorf("p2p: libp2p host: %w", err)
 	}
 
 	bootstrap, err := parseBootstrap(cfg.Bootstrap)
@@ -189,6 +157,50 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 	n.client = newPeerClient(n.host)
 	logger.Info("p2p node started", "id", n.host.ID(), "addrs", n.Addrs())
 	return n, nil
+}
+
+// newHost builds the production libp2p host: TLS and Noise, yamux, TCP and
+// (without a swarm key) QUIC, no relay.
+func newHost(cfg Config, logger *slog.Logger) (host.Host, error) {
+	key, err := loadIdentity(cfg.IdentityFile)
+	if err != nil {
+		return nil, err
+	}
+	psk, err := loadSwarmKey(cfg.SwarmKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	listen := cfg.ListenAddrs
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(libp2pyamux.ID, yamuxTransport()),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.DisableRelay(),
+		libp2p.SwarmOpts(swarm.WithDialRanker(preferTCP)),
+	}
+	if psk != nil {
+		listen = tcpOnly(listen)
+		if len(listen) < len(cfg.ListenAddrs) {
+			logger.Warn("private network key set: QUIC listen addresses dropped", "kept", listen)
+		}
+		if len(listen) == 0 {
+			return nil, errors.New("p2p: private network needs a TCP listen address")
+		}
+		opts = append(opts, libp2p.PrivateNetwork(psk))
+	} else {
+		opts = append(opts, libp2p.Transport(libp2pquic.NewTransport))
+	}
+	opts = append(opts, libp2p.ListenAddrStrings(listen...))
+	if cfg.ConnectionGater != nil {
+		opts = append(opts, libp2p.ConnectionGater(cfg.ConnectionGater))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: libp2p host: %w", err)
+	}
+	return h, nil
 }
 
 func tcpOnly(addrs []string) []string {
