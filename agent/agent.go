@@ -71,6 +71,7 @@ type Agent struct {
 	metrics      *metrics
 	registryAddr string
 	adminAddr    string
+	embed        embedding // parts substituted by an embedding program
 }
 
 // Option adjusts an Agent built by New.
@@ -222,7 +223,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	bg.Go(func() error { return a.cas.Run(bgCtx) })
 	bg.Go(func() error { return a.outbox.Run(bgCtx) })
 	if a.cluster != nil {
-		fetch.locker = a.lockService
+		if !a.embed.noOriginLocks {
+			fetch.locker = a.lockService
+		}
 		bg.Go(func() error { return a.cluster.Run(bgCtx) })
 		bg.Go(func() error { return a.lockService.Run(bgCtx) })
 		bg.Go(func() error { return a.connectMembers(bgCtx) })
@@ -295,6 +298,11 @@ func (a *Agent) openOrigins(ctx context.Context) (objstore.Store, error) {
 	var stores []objstore.Store
 	a.originStats, _ = observe.NewMetrics(nil) // registered by newMetrics; cannot fail
 	names := redactedOrigins(a.cfg.Origins)
+	if a.embed.origin != nil {
+		o := observe.New(a.embed.origin, a.embed.origin.String(), a.originStats)
+		a.origins = append(a.origins, o)
+		return o, nil
+	}
 	for i, raw := range a.cfg.Origins {
 		u, err := url.Parse(raw)
 		if err != nil {
@@ -382,6 +390,9 @@ func (a *Agent) openP2P(ctx context.Context) (*p2p.Node, error) {
 	pcfg.SwarmKeyFile = a.cfg.P2P.SwarmKeyFile
 	pcfg.IdentityFile = filepath.Join(a.cfg.DataDir, "p2p", "identity.key")
 	pcfg.Logger = a.log.With("part", "p2p")
+	if a.embed.p2p != nil {
+		a.embed.p2p(&pcfg)
+	}
 	if err := os.MkdirAll(filepath.Dir(pcfg.IdentityFile), 0o700); err != nil {
 		return nil, fmt.Errorf("p2p identity dir: %w", err)
 	}

@@ -31,6 +31,9 @@ func (a *Agent) openFleet() error {
 	ccfg.PeerID = a.node.ID().String()
 	ccfg.PeerAddrs = a.node.Addrs()
 	ccfg.Logger = a.log.With("part", "serf")
+	if a.embed.cluster != nil {
+		a.embed.cluster(&ccfg)
+	}
 	cluster, err := locks.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("serf: %w", err)
