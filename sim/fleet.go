@@ -1,0 +1,436 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/shoal-dev/shoal/agent"
+	"github.com/shoal-dev/shoal/agent/config"
+	"github.com/shoal-dev/shoal/cas/objstore"
+	"github.com/shoal-dev/shoal/cas/objstore/filestore"
+	"github.com/shoal-dev/shoal/locks"
+	"github.com/shoal-dev/shoal/p2p"
+)
+
+// fleet is one strategy's run: agents over a mock network sharing one
+// simulated object store.
+type fleet struct {
+	plan     *Plan
+	strategy string
+	dir      string
+	log      *slog.Logger
+	mn       mocknet.Mocknet
+	ml       *locks.MemoryNetwork
+	origin   *originNet
+	client   *http.Client
+
+	mu    sync.Mutex
+	nodes []*node
+	cut   map[[2]string]bool // partitioned node pairs (by name, sorted)
+}
+
+// node is one host: its links and, while it runs, its agent.
+type node struct {
+	spec     NodeSpec
+	up, down *link
+	dir      string
+	served   atomic.Int64 // blob bytes this host's peers received from it
+
+	mu     sync.Mutex
+	agent  *agent.Agent
+	host   *shapedHost
+	trans  *locks.MemoryTransport
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (n *node) running() (*agent.Agent, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.agent, n.agent != nil
+}
+
+func newFleet(plan *Plan, strategy, dir string, log *slog.Logger) (*fleet, error) {
+	s := plan.Scenario
+	store, err := newDiskStore(filepath.Join(dir, "origin"))
+	if err != nil {
+		return nil, err
+	}
+	f := &fleet{
+		plan: plan, strategy: strategy, dir: dir, log: log,
+		mn: mocknet.New(), ml: &locks.MemoryNetwork{},
+		origin: &originNet{store: store, egress: newLink(scaled(s.Links.OriginEgress, s.Scale)), latency: s.Links.OriginLatency.D()},
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
+		cut:    map[[2]string]bool{},
+	}
+	for _, spec := range plan.Nodes {
+		f.nodes = append(f.nodes, &node{spec: spec, dir: filepath.Join(dir, spec.Name),
+			up: newLink(scaled(spec.Link, s.Scale)), down: newLink(scaled(spec.Link, s.Scale))})
+	}
+	return f, nil
+}
+
+func scaled(b Bandwidth, scale int) Bandwidth { return b / Bandwidth(scale) }
+
+// node returns the node called name.
+func (f *fleet) node(name string) *node {
+	for _, n := range f.nodes {
+		if n.spec.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// seed puts the images that are not pushed during the run into the store.
+func (f *fleet) seed(ctx context.Context) error {
+	for _, im := range f.plan.Images {
+		if im.Pushed {
+			continue
+		}
+		if err := seedImage(ctx, f.origin.store, im); err != nil {
+			return fmt.Errorf("seed %s: %w", im.Name, err)
+		}
+	}
+	return nil
+}
+
+// startAll starts every agent, a few at a time, and waits for the fleet
+// to form: every agent ready, every group with a proxy.
+func (f *fleet) startAll(ctx context.Context, progress func(string)) error {
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	errs := make([]error, len(f.nodes))
+	for i, n := range f.nodes {
+		if i == 0 {
+			// The first member is the one the others join.
+			if errs[0] = f.start(ctx, n); errs[0] != nil {
+				return errs[0]
+			}
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = f.start(ctx, n)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if f.strategy == OriginOnly {
+		return nil
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		formed, why := f.formed(ctx)
+		if formed {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fleet did not form in 2m: %s", why)
+		}
+		progress("forming fleet: " + why)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// formed reports whether every running agent sees the whole fleet, a proxy
+// for its group, and DHT peers.
+func (f *fleet) formed(ctx context.Context) (bool, string) {
+	for _, n := range f.nodes {
+		st, err := f.status(ctx, n)
+		if err != nil {
+			return false, fmt.Sprintf("%s: %v", n.spec.Name, err)
+		}
+		alive := 0
+		for _, m := range st.Members {
+			if m.Status == "alive" {
+				alive++
+			}
+		}
+		switch {
+		case alive < len(f.nodes):
+			return false, fmt.Sprintf("%s sees %d/%d members", n.spec.Name, alive, len(f.nodes))
+		case st.Proxy == "":
+			return false, fmt.Sprintf("%s has no group proxy yet", n.spec.Name)
+		case st.DHTPeers == 0:
+			return false, fmt.Sprintf("%s has no DHT peers", n.spec.Name)
+		}
+	}
+	return true, ""
+}
+
+// status reads a node's /status.
+func (f *fleet) status(ctx context.Context, n *node) (agent.Status, error) {
+	var st agent.Status
+	a, ok := n.running()
+	if !ok {
+		return st, errors.New("not running")
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.AdminAddr()+"/status", nil)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("status: %w", err)
+	}
+	return st, nil
+}
+
+// start runs n's agent (again, after a kill) on a new simulated host.
+func (f *fleet) start(ctx context.Context, n *node) error {
+	s := f.plan.Scenario
+	cfg := config.Default()
+	cfg.DataDir = n.dir
+	cfg.RegistryAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Origins = []string{"file://" + filepath.Join(f.dir, "origin")} // replaced by the simulated store
+	cfg.NodeName, cfg.Group = n.spec.Name, n.spec.Group
+	cfg.Log.Level = "warn"
+	cfg.DrainTimeout = config.Duration(2 * time.Second)
+	// A fresh fleet: short leases keep a new proxy's grace period short.
+	cfg.Locks = config.LocksConfig{TTL: config.Duration(time.Second), MaxTTL: config.Duration(2 * time.Second), Grace: config.Duration(3 * time.Second)}
+	peers := f.strategy != OriginOnly
+	cfg.P2P.Enabled, cfg.Serf.Enabled = peers, peers
+	opts := []agent.Option{agent.WithOriginStore(&hostOrigin{o: f.origin, up: n.up, down: n.down})}
+
+	var trans *locks.MemoryTransport
+	var sh *shapedHost
+	if peers {
+		h, err := f.mn.GenPeer()
+		if err != nil {
+			return fmt.Errorf("%s: mock host: %w", n.spec.Name, err)
+		}
+		sh = &shapedHost{Host: h, up: n.up, down: n.down, served: &n.served}
+		if err := f.link(n, sh); err != nil {
+			return err
+		}
+		trans = f.ml.NewTransport(n.spec.Name)
+		cfg.Serf.Addr = trans.Addr()
+		if first := f.nodes[0]; first != n {
+			cfg.Serf.Join = []string{f.memberAddr(first)}
+		}
+		chunk := max(int64(64<<10), int64(8<<20)/int64(s.Scale))
+		opts = append(opts,
+			agent.WithP2PConfig(func(c *p2p.Config) {
+				c.Host = sh
+				c.Download.ChunkSize = chunk
+				c.FindGrace = 50 * time.Millisecond
+			}),
+			agent.WithClusterConfig(func(c *locks.Config) {
+				c.Memberlist = fastMemberlist(trans)
+				c.JoinRetry = 200 * time.Millisecond
+				c.ProxyWarmup = time.Second
+			}))
+		if f.strategy == RandomPeer {
+			opts = append(opts, agent.WithoutOriginLocks())
+		}
+	}
+	if err := cfg.Finish(); err != nil {
+		return err
+	}
+	a, err := agent.New(cfg, f.log.With("node", n.spec.Name), opts...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.spec.Name, err)
+	}
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(actx) }()
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		cancel()
+		return fmt.Errorf("%s: agent failed to start: %w", n.spec.Name, err)
+	case <-time.After(time.Minute):
+		cancel()
+		return fmt.Errorf("%s: agent not ready after 1m", n.spec.Name)
+	}
+	n.mu.Lock()
+	n.agent, n.host, n.trans, n.cancel, n.done = a, sh, trans, cancel, done
+	n.mu.Unlock()
+	return nil
+}
+
+// memberAddr is the gossip address of a node (stable across restarts).
+func (f *fleet) memberAddr(n *node) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.trans != nil {
+		return n.trans.Addr()
+	}
+	return ""
+}
+
+// link connects a new mock host to every running host, with the latency
+// of their group pair, unless a partition separates them.
+func (f *fleet) link(n *node, h *shapedHost) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n.mu.Lock()
+	n.host = h
+	n.mu.Unlock()
+	for _, o := range f.nodes {
+		o.mu.Lock()
+		oh := o.host
+		o.mu.Unlock()
+		if o == n || oh == nil || f.cut[pair(n.spec.Name, o.spec.Name)] {
+			continue
+		}
+		if err := f.linkHosts(n, o, h.ID(), oh.ID()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fleet) linkHosts(a, b *node, ida, idb peer.ID) error {
+	l, err := f.mn.LinkPeers(ida, idb)
+	if err != nil {
+		return fmt.Errorf("link %s-%s: %w", a.spec.Name, b.spec.Name, err)
+	}
+	lat := f.plan.Scenario.Links.InterGroupLatency.D()
+	if a.spec.Group == b.spec.Group {
+		lat = f.plan.Scenario.Links.IntraGroupLatency.D()
+	}
+	l.SetOptions(mocknet.LinkOptions{Latency: lat})
+	return nil
+}
+
+// partition cuts every link between the given groups and the others.
+func (f *fleet) partition(groups []string) {
+	in := map[string]bool{}
+	for _, g := range groups {
+		in[g] = true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.nodes {
+		for _, b := range f.nodes {
+			if !in[a.spec.Group] || in[b.spec.Group] {
+				continue
+			}
+			f.cut[pair(a.spec.Name, b.spec.Name)] = true
+			f.ml.SetLink(a.spec.Name, b.spec.Name, false)
+			ha, hb := a.hostID(), b.hostID()
+			if ha != "" && hb != "" {
+				_ = f.mn.DisconnectPeers(ha, hb)
+				_ = f.mn.UnlinkPeers(ha, hb)
+			}
+		}
+	}
+}
+
+// heal restores every cut link.
+func (f *fleet) heal() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
+	for p := range f.cut {
+		a, b := f.node(p[0]), f.node(p[1])
+		f.ml.SetLink(a.spec.Name, b.spec.Name, true)
+		ha, hb := a.hostID(), b.hostID()
+		if ha != "" && hb != "" {
+			errs = append(errs, f.linkHosts(a, b, ha, hb))
+		}
+	}
+	clear(f.cut)
+	return errors.Join(errs...)
+}
+
+func pair(a, b string) [2]string {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]string{a, b}
+}
+
+func (n *node) hostID() peer.ID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.host == nil || n.agent == nil {
+		return ""
+	}
+	return n.host.ID()
+}
+
+// stop ends n's agent. crash cuts its network first, so the fleet sees it
+// fail rather than leave.
+func (f *fleet) stop(n *node, crash bool) error {
+	n.mu.Lock()
+	a, cancel, done, trans := n.agent, n.cancel, n.done, n.trans
+	n.agent, n.host = nil, nil
+	n.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	if crash && trans != nil {
+		_ = trans.Shutdown()
+	}
+	cancel()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("%s: agent did not stop in 30s", n.spec.Name)
+	}
+}
+
+// close stops every agent and the mock network.
+func (f *fleet) close() {
+	var wg sync.WaitGroup
+	for _, n := range f.nodes {
+		wg.Go(func() {
+			if err := f.stop(n, false); err != nil {
+				f.log.Warn("stop agent", "node", n.spec.Name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	_ = f.mn.Close()
+}
+
+// fastMemberlist tunes memberlist for an in-memory fleet.
+func fastMemberlist(tr memberlist.Transport) *memberlist.Config {
+	c := memberlist.DefaultLocalConfig()
+	c.Transport = tr
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 250 * time.Millisecond
+	c.GossipInterval = 100 * time.Millisecond
+	c.PushPullInterval = 5 * time.Second
+	c.TCPTimeout = time.Second
+	return c
+}
+
+// newDiskStore is the object store's backing storage.
+func newDiskStore(dir string) (objstore.Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("object store dir: %w", err)
+	}
+	s, err := filestore.New(dir)
+	if err != nil {
+		return nil, fmt.Errorf("object store: %w", err)
+	}
+	return s, nil
+}

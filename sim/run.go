@@ -1,0 +1,307 @@
+package sim
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options tune a run.
+type Options struct {
+	// Dir holds the agents' data; a temporary directory when empty. Each
+	// strategy's data is removed when it ends.
+	Dir string
+	// Progress receives a progress line every couple of seconds (nil: none).
+	Progress func(line string)
+	// Log receives the agents' warnings and errors (nil: discarded).
+	Log *slog.Logger
+}
+
+// Run runs every strategy of the plan, one after another, on a fresh fleet.
+func Run(ctx context.Context, plan *Plan, opts Options) (*Report, error) {
+	if opts.Progress == nil {
+		opts.Progress = func(string) {}
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	base := opts.Dir
+	if base == "" {
+		d, err := os.MkdirTemp("", "shoal-sim-")
+		if err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		defer os.RemoveAll(d)
+		base = d
+	}
+	rep := newReport(plan)
+	for _, st := range plan.Scenario.Strategies {
+		dir, err := os.MkdirTemp(base, st+"-")
+		if err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		sr, err := runStrategy(ctx, plan, st, dir, opts)
+		os.RemoveAll(dir)
+		if err != nil {
+			return nil, fmt.Errorf("sim: strategy %s: %w", st, err)
+		}
+		rep.add(st, sr)
+	}
+	return rep, nil
+}
+
+// runState collects what one strategy's run observed.
+type runState struct {
+	mu      sync.Mutex
+	pulls   []pullResult
+	pushes  []error
+	started int
+	notes   []string
+}
+
+func (s *runState) note(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notes = append(s.notes, fmt.Sprintf(format, args...))
+}
+
+func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Options) (*strategyRun, error) {
+	sc := plan.Scenario
+	f, err := newFleet(plan, strategy, dir, opts.Log.With("strategy", strategy))
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
+	if err := f.seed(ctx); err != nil {
+		return nil, err
+	}
+	say := func(format string, args ...any) {
+		opts.Progress(fmt.Sprintf("[%s] %s", strategy, fmt.Sprintf(format, args...)))
+	}
+	say("starting %d agents", len(f.nodes))
+	t0 := time.Now()
+	if err := f.startAll(ctx, func(s string) { say("%s", s) }); err != nil {
+		return nil, err
+	}
+	say("fleet ready in %.1fs", time.Since(t0).Seconds())
+
+	var st runState
+	var work sync.WaitGroup
+	start := time.Now()
+	stopProgress := make(chan struct{})
+	var progressDone sync.WaitGroup
+	progressDone.Go(func() {
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-tick.C:
+				st.mu.Lock()
+				done, failed := len(st.pulls), 0
+				for _, p := range st.pulls {
+					if p.Err != nil {
+						failed++
+					}
+				}
+				started := st.started
+				st.mu.Unlock()
+				say("%5.1fs pulls %d/%d done (%d failed), origin %s, peers %s", time.Since(start).Seconds(),
+					done, started, failed, Bytes(f.origin.bytes.Load()*int64(sc.Scale)), Bytes(f.peerBytes()*int64(sc.Scale)))
+			}
+		}
+	})
+	defer func() { close(stopProgress); progressDone.Wait() }()
+
+	for _, ev := range plan.Events {
+		if d := time.Until(start.Add(ev.At)); d > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		f.apply(ctx, ev, &st, &work, time.Duration(sc.PullTimeout))
+	}
+	waited := make(chan struct{})
+	go func() { work.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(sc.Settle.D()):
+		st.note("some work was still running %s after the last event", sc.Settle.D())
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	run := &strategyRun{wall: time.Since(start), originBytes: f.origin.bytes.Load(), originReads: f.origin.reads.Load(),
+		peerBytes: f.peerBytes(), lockWaits: f.lockWaits(ctx)}
+	st.mu.Lock()
+	run.pulls, run.notes = append([]pullResult(nil), st.pulls...), append([]string(nil), st.notes...)
+	for _, err := range st.pushes {
+		if err != nil {
+			run.notes = append(run.notes, "push failed: "+err.Error())
+		}
+	}
+	st.mu.Unlock()
+	return run, nil
+}
+
+// apply runs one event. Pulls, pushes and restarts run in the background
+// (tracked by work); the others take effect at once.
+func (f *fleet) apply(ctx context.Context, ev PlannedEvent, st *runState, work *sync.WaitGroup, pullTimeout time.Duration) {
+	nodes := f.select_(ctx, ev.Nodes)
+	switch ev.Action {
+	case ActPull:
+		im := f.plan.Image(ev.Image)
+		for _, n := range nodes {
+			st.mu.Lock()
+			st.started++
+			st.mu.Unlock()
+			work.Go(func() {
+				pctx, cancel := context.WithTimeout(ctx, pullTimeout)
+				defer cancel()
+				r := f.pull(pctx, n, im)
+				st.mu.Lock()
+				st.pulls = append(st.pulls, r)
+				st.mu.Unlock()
+			})
+		}
+	case ActPush:
+		im := f.plan.Image(ev.Image)
+		for _, n := range nodes {
+			work.Go(func() {
+				err := f.push(ctx, n, im)
+				if err != nil {
+					err = fmt.Errorf("%s: %w", n.spec.Name, err)
+				}
+				st.mu.Lock()
+				st.pushes = append(st.pushes, err)
+				st.mu.Unlock()
+			})
+		}
+	case ActKill:
+		for _, n := range nodes {
+			if err := f.stop(n, true); err != nil {
+				st.note("kill %s: %v", n.spec.Name, err)
+			}
+		}
+	case ActRestart:
+		for _, n := range nodes {
+			if _, up := n.running(); up {
+				continue
+			}
+			work.Go(func() {
+				if err := f.start(ctx, n); err != nil {
+					st.note("restart %s: %v", n.spec.Name, err)
+				}
+			})
+		}
+	case ActPartition:
+		f.partition(ev.Groups)
+	case ActHeal:
+		if err := f.heal(); err != nil {
+			st.note("heal: %v", err)
+		}
+	case ActOriginDown:
+		f.origin.down.Store(true)
+	case ActOriginUp:
+		f.origin.down.Store(false)
+	}
+}
+
+// select_ turns planned node names into nodes, resolving "proxy:gNN" to
+// the group's proxy as the group's running members see it now.
+func (f *fleet) select_(ctx context.Context, names []string) []*node {
+	var out []*node
+	for _, name := range names {
+		if g, ok := strings.CutPrefix(name, "proxy:"); ok {
+			if n := f.proxyOf(ctx, g); n != nil {
+				out = append(out, n)
+			}
+			continue
+		}
+		if n := f.node(name); n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (f *fleet) proxyOf(ctx context.Context, group string) *node {
+	for _, n := range f.nodes {
+		if n.spec.Group != group {
+			continue
+		}
+		if st, err := f.status(ctx, n); err == nil && st.Proxy != "" {
+			return f.node(st.Proxy)
+		}
+	}
+	return nil
+}
+
+// peerBytes is how many blob bytes hosts have sent to peers (scaled).
+func (f *fleet) peerBytes() int64 {
+	var n int64
+	for _, nd := range f.nodes {
+		n += nd.served.Load()
+	}
+	return n
+}
+
+// lockWaits sums the origin-lock wait histograms of the running agents.
+func (f *fleet) lockWaits(ctx context.Context) lockWaits {
+	var lw lockWaits
+	for _, n := range f.nodes {
+		a, ok := n.running()
+		if !ok {
+			continue
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.AdminAddr()+"/metrics", nil)
+		resp, err := f.client.Do(req)
+		if err != nil {
+			continue
+		}
+		h := scrape(resp.Body, "shoal_origin_lock_wait_seconds")
+		resp.Body.Close()
+		lw.SumSeconds += h.sum
+		lw.Count += int64(h.count)
+	}
+	return lw
+}
+
+type scraped struct{ sum, count float64 }
+
+// scrape reads a histogram's _sum and _count from a Prometheus text body.
+func scrape(r io.Reader, base string) scraped {
+	var s scraped
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		switch key {
+		case base + "_sum":
+			s.sum = v
+		case base + "_count":
+			s.count = v
+		}
+	}
+	return s
+}
