@@ -26,6 +26,8 @@ Usage:
                           run CMD while holding a fleet lock (rolling restarts)
   shoal configure containerd|docker [flags]
                           point containerd or docker at the agent as a mirror
+  shoal sim run SCENARIO.yaml [--json OUT] [--svg OUT] [--seed N]
+                          simulate a fleet rollout and compare strategies
   shoal version           print the version
 
 Run "shoal COMMAND --help" for a command's flags.
@@ -59,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	case "configure":
 		err = runConfigure(args[1:], stdout, stderr)
+	case "sim":
+		err = runSim(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "shoal %s\n", agent.Version)
 	case "help", "-h", "--help":

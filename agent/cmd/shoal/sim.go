@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/sim"
+)
+
+const simUsage = `Usage:
+  shoal sim run SCENARIO.yaml [--json OUT] [--svg OUT] [--seed N] [--strategies a,b]
+
+Runs a fleet of real agents in this process over simulated links (see
+sim/scenarios/) once per strategy, and prints pull-time percentiles, origin
+egress and peer traffic. Scenarios: sim/scenarios/*.yaml.
+`
+
+func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "run" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprint(stdout, simUsage)
+			return nil
+		}
+		fmt.Fprint(stderr, simUsage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("shoal sim run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, simUsage, "\nFlags:\n"); fs.PrintDefaults() }
+	jsonOut := fs.String("json", "", "write the report as JSON to this file (- for stdout)")
+	svgOut := fs.String("svg", "", "write the completion-time CDF plot as SVG to this file")
+	seed := fs.Uint64("seed", 0, "seed for images and node choices (default: the scenario's)")
+	only := fs.String("strategies", "", "comma-separated strategies to run (default: the scenario's)")
+	dir := fs.String("dir", "", "directory for the agents' data (default: a temporary directory)")
+	logFile := fs.String("log", "", "write the agents' warnings and errors to this file")
+	// Flags may come before or after the scenario file.
+	rest := args[1:]
+	var positional []string
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return flagErr(err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(positional) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	sc, err := sim.Load(positional[0])
+	if err != nil {
+		return err
+	}
+	if *only != "" {
+		sc.Strategies = strings.Split(*only, ",")
+		if err := sc.Validate(); err != nil {
+			return err
+		}
+	}
+	plan, err := sim.NewPlan(sc, *seed)
+	if err != nil {
+		return err
+	}
+	opts := sim.Options{Dir: *dir, Progress: func(line string) { fmt.Fprintln(stderr, line) }}
+	if *logFile != "" {
+		f, err := os.Create(*logFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		opts.Log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	fmt.Fprintf(stderr, "sim %s: %d nodes, strategies %s, seed %d\n", sc.Name, sc.Nodes(), strings.Join(sc.Strategies, ", "), plan.Seed)
+	start := time.Now()
+	rep, err := sim.Run(ctx, plan, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "sim %s: done in %s\n", sc.Name, time.Since(start).Round(time.Second))
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	if *jsonOut != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		b = append(b, '\n')
+		if *jsonOut == "-" {
+			_, err = stdout.Write(b)
+		} else {
+			err = os.WriteFile(*jsonOut, b, 0o644)
+		}
+		if err != nil {
+			return fmt.Errorf("write json: %w", err)
+		}
+	}
+	if *svgOut != "" {
+		f, err := os.Create(*svgOut)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(rep.WriteSVG(f), f.Close()); err != nil {
+			return fmt.Errorf("write svg: %w", err)
+		}
+	}
+	return nil
+}
