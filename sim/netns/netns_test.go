@@ -245,6 +245,9 @@ func TestShapedLink(t *testing.T) {
 // TestCloseKillsAndRemoves: Close kills processes left in the namespaces
 // and removes everything; New removes namespaces of dead test processes.
 func TestCloseKillsAndRemoves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespaces: not in -short")
+	}
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
