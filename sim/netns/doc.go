@@ -5,12 +5,15 @@
 // A Network is built by the test that uses it and removed by its Close:
 //
 //	root namespace (the test process)
-//	└── <pfx><id>  veth, 10.213.X.1/24 ──┐
-//	<pfx>-<pid>-<id>-hub   namespace       │
-//	└── br0  bridge ── root ────────────────┘
-//	          ├── h0  veth, tbf egress (host 0's download) ── <pfx>-<pid>-<id>-h0: eth0 10.213.X.10, tbf egress (upload)
-//	          ├── h1  …                                    ── <pfx>-<pid>-<id>-h1: eth0 10.213.X.11
-//	          └── …
+//	  <pfx><id>   veth, 10.213.X.1/24, unshaped
+//	       │
+//	<pfx>-<pid>-<id>-hub namespace
+//	  br0 bridge
+//	   ├── root   the peer of <pfx><id>
+//	   ├── h0     veth, tbf on egress (host 0's download) ── <pfx>-<pid>-<id>-h0 namespace:
+//	   │                                                      eth0 10.213.X.10, tbf on egress (upload)
+//	   ├── h1     …                                        ── <pfx>-<pid>-<id>-h1: eth0 10.213.X.11
+//	   └── …
 //
 // Every host is a namespace with one veth to the hub's bridge; with a
 // Bandwidth set, a token-bucket filter (tbf) sits on both ends of that veth,

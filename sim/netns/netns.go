@@ -293,8 +293,9 @@ func (h *Host) Addr() netip.Addr { return h.addr }
 // Command returns a command that runs name with args inside the host's
 // namespace (`ip netns exec`, which execs name, so the process is name
 // itself). ctx kills it, as exec.CommandContext does, and so does the death
-// of the calling process (SIGKILL via Pdeathsig), so an aborted test leaves
-// no agents running; Network.Close kills whatever is left in the namespace.
+// of the calling process (SIGKILL via Pdeathsig), so an aborted test does
+// not leave it running; Network.Close kills whatever is left in the
+// namespace, and New kills what is left in stale ones.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, h.net.tools.ipPath, append([]string{"netns", "exec", h.ns, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
