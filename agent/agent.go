@@ -400,6 +400,7 @@ func (a *Agent) openP2P(ctx context.Context) (*p2p.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: %w", err)
 	}
+	n.SetUploadSlots(uploadSlots)
 	return n, nil
 }
 

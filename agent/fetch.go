@@ -189,7 +189,7 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 		}
 	}
 	if len(p.providers) > 0 {
-		err := f.fromPeers(ctx, d, p.size, w, p.providers)
+		err := f.fromSwarm(ctx, d, p.size, w, p.providers)
 		if err == nil {
 			return
 		}

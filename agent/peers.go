@@ -7,7 +7,6 @@ import (
 	"io"
 	"sync/atomic"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-dev/shoal/cas"
@@ -64,22 +63,4 @@ func (a *attemptWriter) verify(ctx context.Context) error {
 	}
 	a.w.Store(next)
 	return err
-}
-
-// fromPeers fetches d from providers into w, retrying without peers that
-// sent corrupt bytes. On failure the current writer is aborted.
-func (f *fetcher) fromPeers(ctx context.Context, d digest.Digest, size int64, w *cas.Writer, providers []peer.AddrInfo) error {
-	aw := &attemptWriter{cas: f.cas, d: d, size: size}
-	aw.w.Store(w)
-	res, err := f.node.Fetch(ctx, d, size, providers, aw, aw.verify)
-	f.onBytes("peer", res.Last.Bytes)
-	if len(res.Blamed) > 0 {
-		f.log.Warn("peers sent corrupt bytes", "digest", d, "peers", res.Blamed)
-	}
-	if err != nil {
-		aw.w.Load().Abort(err)
-		return err
-	}
-	f.log.Debug("fetched from peers", "digest", d, "attempts", res.Attempts, "bytes_by_peer", res.Last.BytesByPeer)
-	return nil
 }

@@ -253,6 +253,20 @@ func (f *Follower) Wait(ctx context.Context) error {
 	}
 }
 
+// Available is how many bytes from the blob's start can be read without
+// waiting: its size once committed, else the writer's contiguous prefix.
+func (f *Follower) Available() int64 {
+	if f.w == nil {
+		return f.size
+	}
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	if f.w.state == stateCommitted {
+		return f.w.info.Size
+	}
+	return f.w.written.prefix()
+}
+
 // Close releases the follower.
 func (f *Follower) Close() error {
 	var err error

@@ -73,6 +73,7 @@ type Node struct {
 	keys    map[string]cid.Cid // provided blobs, by multihash bytes
 	scores  *Scores
 	fetched map[peer.ID]int64
+	slots   uploadSlots
 
 	served      atomic.Int64
 	uploads     atomic.Int64

@@ -48,6 +48,8 @@ func (n *Node) wrap(h func(http.ResponseWriter, *http.Request) error) http.Handl
 		switch {
 		case errors.Is(err, ErrNotFound):
 			code = http.StatusNotFound
+		case errors.Is(err, ErrBusy):
+			code = http.StatusServiceUnavailable
 		case errors.Is(err, errUnsatisfiableRange):
 			code = http.StatusRequestedRangeNotSatisfiable
 		case errors.Is(err, errBadRequest), errors.Is(err, errBadRange):
@@ -80,6 +82,10 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Length", strconv.FormatInt(length, 10))
+	uploaders, slots := n.slots.load()
+	h.Set(HeaderAvailable, strconv.FormatInt(availableOf(rc, size), 10))
+	h.Set(HeaderUploaders, strconv.Itoa(uploaders))
+	h.Set(HeaderUploadSlots, strconv.Itoa(slots))
 	status := http.StatusOK
 	if partial {
 		h.Set("Content-Range", contentRange(off, length, size))
@@ -89,6 +95,10 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(status)
 		return nil
 	}
+	if !n.slots.take(r.RemoteAddr) {
+		return ErrBusy
+	}
+	defer n.slots.release(r.RemoteAddr)
 	n.uploads.Add(1)
 	defer n.uploads.Add(-1)
 	if _, err := rc.Seek(off, io.SeekStart); err != nil {

@@ -42,6 +42,9 @@ type fleet struct {
 	cut   map[[2]string]bool // partitioned node pairs (by name, sorted)
 }
 
+// lockGrace is the agents' lock grace period: short, as in a fresh fleet.
+const lockGrace = 3 * time.Second
+
 // node is one host: its links and, while it runs, its agent.
 type node struct {
 	spec     NodeSpec
@@ -141,6 +144,14 @@ func (f *fleet) startAll(ctx context.Context, progress func(string)) error {
 	for {
 		formed, why := f.formed(ctx)
 		if formed {
+			// A new proxy grants no lock for a grace period (it cannot know
+			// what an earlier proxy granted); a fleet in service is past it.
+			progress("fleet formed; waiting out the lock grace period")
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(lockGrace):
+			}
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -211,7 +222,7 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 	cfg.Log.Level = "warn"
 	cfg.DrainTimeout = config.Duration(2 * time.Second)
 	// A fresh fleet: short leases keep a new proxy's grace period short.
-	cfg.Locks = config.LocksConfig{TTL: config.Duration(time.Second), MaxTTL: config.Duration(2 * time.Second), Grace: config.Duration(3 * time.Second)}
+	cfg.Locks = config.LocksConfig{TTL: config.Duration(time.Second), MaxTTL: config.Duration(2 * time.Second), Grace: config.Duration(lockGrace)}
 	peers := f.strategy != OriginOnly
 	cfg.P2P.Enabled, cfg.Serf.Enabled = peers, peers
 	opts := []agent.Option{agent.WithOriginStore(&hostOrigin{o: f.origin, up: n.up, down: n.down})}
