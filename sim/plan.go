@@ -122,7 +122,7 @@ func (p *Plan) resolve(sel string, rng *rand.Rand) []string {
 		return p.names(func(NodeSpec) bool { return true })
 	case kind == "group":
 		return p.names(func(n NodeSpec) bool { return n.Group == arg })
-	case kind == "proxy":
+	case kind == "proxy" || sel == "down":
 		return []string{sel}
 	case kind == "random":
 		count, scope, _ := strings.Cut(arg, "@")

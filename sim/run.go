@@ -222,6 +222,14 @@ func (f *fleet) apply(ctx context.Context, ev PlannedEvent, st *runState, work *
 func (f *fleet) select_(ctx context.Context, names []string) []*node {
 	var out []*node
 	for _, name := range names {
+		if name == "down" {
+			for _, n := range f.nodes {
+				if _, up := n.running(); !up {
+					out = append(out, n)
+				}
+			}
+			continue
+		}
 		if g, ok := strings.CutPrefix(name, "proxy:"); ok {
 			if n := f.proxyOf(ctx, g); n != nil {
 				out = append(out, n)

@@ -95,8 +95,8 @@ type Event struct {
 	At     Duration `yaml:"at"`
 	Action string   `yaml:"action"`
 	// Nodes selects hosts: "all", "group:g03", "g03-n07", "random:K",
-	// "random:K@group:g03", or "proxy:g03" (that group's proxy when the
-	// event runs).
+	// "random:K@group:g03", "proxy:g03" (that group's proxy when the event
+	// runs) or "down" (the hosts not running when the event runs).
 	Nodes []string `yaml:"nodes"`
 	// Image names the image to pull or push.
 	Image string `yaml:"image"`
@@ -250,7 +250,7 @@ func (s *Scenario) Validate() error {
 func (s *Scenario) checkSelector(sel string, groups map[string]bool) error {
 	kind, arg, _ := strings.Cut(sel, ":")
 	switch {
-	case sel == "all":
+	case sel == "all" || sel == "down":
 		return nil
 	case kind == "group" || kind == "proxy":
 		if !groups[arg] {
@@ -269,7 +269,7 @@ func (s *Scenario) checkSelector(sel string, groups map[string]bool) error {
 	}
 	g, n, ok := parseNodeName(sel)
 	if !ok || g >= s.Groups || n >= s.NodesPerGroup {
-		return fmt.Errorf("selector %q: want all, group:gNN, proxy:gNN, random:K[@group:gNN] or a node name like g01-n01", sel)
+		return fmt.Errorf("selector %q: want all, down, group:gNN, proxy:gNN, random:K[@group:gNN] or a node name like g01-n01", sel)
 	}
 	return nil
 }
