@@ -24,6 +24,7 @@ tools:
 test: tools build
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
+	FUZZTIME=1s ./.ci/fuzz.sh
 
 # Quick unit tests only (no external tools).
 test-short:
@@ -36,7 +37,7 @@ conformance: tools build
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
 
-# Every fuzz target for FUZZTIME each (default 30s); make test runs their seed corpora.
+# Every fuzz target for FUZZTIME each (default 30s); make test runs each for 1s.
 fuzz:
 	./.ci/fuzz.sh
 

@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# Runs every fuzz target in the repository for FUZZTIME each (default 30s).
-# `make test` already runs each target's seed corpus as an ordinary test.
+# Runs every fuzz target in the repository for FUZZTIME each (default 30s)
+# and prints one line per target with its outcome and wall time.
+# `make test` runs this with FUZZTIME=1s; `make fuzz` with the default.
+# A failing input is written under the package's testdata/fuzz/ by go test:
+# commit it with the fix so it stays a regression case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-30s}
 status=0
+summary=()
 while IFS=: read -r file name; do
   pkg=./$(dirname "$file")
-  echo "fuzz: $pkg $name for $fuzztime" >&2
-  go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" || status=1
+  start=$(date +%s)
+  if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" >"${TMPDIR:-/tmp}/fuzz-$$.log" 2>&1; then
+    result=ok
+  else
+    result=FAIL
+    status=1
+    cat "${TMPDIR:-/tmp}/fuzz-$$.log" >&2
+  fi
+  summary+=("$(printf '%-4s %-28s %-22s %3ss' "$result" "$pkg" "$name" "$(( $(date +%s) - start ))")")
 done < <(grep -rhoE --include='*_test.go' -H '^func (Fuzz[A-Za-z0-9_]+)' . | sed -E 's/^\.\/(.*):func (Fuzz[A-Za-z0-9_]+)$/\1:\2/' | sort -u)
+rm -f "${TMPDIR:-/tmp}/fuzz-$$.log"
+echo "fuzz summary (FUZZTIME=$fuzztime each):"
+printf '  %s\n' "${summary[@]}"
 exit $status

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -199,6 +200,11 @@ func decodeRequest(r *http.Request) (wireRequest, int, error) {
 	hops, _ := strconv.Atoi(r.Header.Get(hopHeader))
 	if req.TTLMs < 0 || req.WaitMs < 0 || hops < 0 {
 		return req, 0, fmt.Errorf("negative ttl, wait or hops: %w", ErrInvalid)
+	}
+	// Milliseconds past this overflow a time.Duration (found by FuzzDecodeRequest:
+	// a huge ttl_ms became a negative TTL that passed the MaxTTL check).
+	if maxMs := int64(math.MaxInt64 / int64(time.Millisecond)); req.TTLMs > maxMs || req.WaitMs > maxMs {
+		return req, 0, fmt.Errorf("ttl or wait out of range: %w", ErrInvalid)
 	}
 	return req, hops, nil
 }

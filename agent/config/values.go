@@ -36,10 +36,14 @@ func ParseByteSize(s string) (ByteSize, error) {
 		}
 	}
 	n, err := strconv.ParseFloat(t, 64)
-	if err != nil || n < 0 {
+	if err != nil || !(n >= 0) { // !(n >= 0) also refuses NaN
 		return 0, fmt.Errorf("size %q: want a non-negative number of bytes, optionally with KiB/MiB/GiB/TiB or KB/MB/GB/TB", s)
 	}
-	return ByteSize(n * float64(mult)), nil
+	// 2^63 bytes and more (and Inf) would wrap to a negative int64.
+	if v := n * float64(mult); v < 1<<63 {
+		return ByteSize(v), nil
+	}
+	return 0, fmt.Errorf("size %q: too large (8 EiB or more)", s)
 }
 
 // String prints the size in bytes.
