@@ -204,6 +204,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	opts := registryapi.DefaultOptions()
 	opts.Logger = a.log.With("part", "api")
 	opts.OnRequest = a.metrics.observeRequest
+	opts.MaxUploadBytes = int64(a.cfg.Push.MaxUploadBytes)
 	regSrv := &http.Server{Handler: registryapi.NewHandler(a.registry, opts), ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	admSrv := &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -221,6 +222,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	bg, bgCtx := errgroup.WithContext(context.WithoutCancel(ctx))
 	bgCtx, stopBg := context.WithCancel(bgCtx)
 	bg.Go(func() error { return a.cas.Run(bgCtx) })
+	bg.Go(func() error { return a.cas.RunScrub(bgCtx, scrubConfig(a.cfg.Cache, a.log.With("part", "scrub"))) })
 	bg.Go(func() error { return a.outbox.Run(bgCtx) })
 	if a.cluster != nil {
 		if !a.embed.noOriginLocks {
@@ -453,7 +455,7 @@ func (a *Agent) requeueLocal(ctx context.Context) error {
 type casSource struct{ cas *cas.Store }
 
 func (s casSource) OpenBlob(ctx context.Context, d digest.Digest) (rc io.ReadCloser, size int64, err error) {
-	f, info, err := s.cas.Open(ctx, d)
+	f, info, err := openVerified(ctx, s.cas, slog.New(slog.DiscardHandler), d)
 	if errors.Is(err, cas.ErrNotFound) {
 		return nil, 0, fmt.Errorf("%w: %s", outbox.ErrSourceGone, d)
 	}

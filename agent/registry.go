@@ -87,7 +87,7 @@ func (r *registry) GetBlob(ctx context.Context, repo string, d digest.Digest) (r
 		}
 		return r.mirrorGetBlob(ctx, m, d)
 	}
-	if f, info, err := r.cas.Open(ctx, d); err == nil {
+	if f, info, err := openVerified(ctx, r.cas, r.log, d); err == nil {
 		// Blobs are read front to back: a larger readahead keeps sendfile
 		// from a cold page cache near the disk's speed.
 		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)

@@ -97,4 +97,5 @@ func (s *Store) removed(d digest.Digest, size int64) {
 	s.blobs--
 	delete(s.access, d)
 	s.mu.Unlock()
+	s.forgetVerified(d)
 }

@@ -43,6 +43,8 @@ type Store struct {
 	access  map[digest.Digest]int64 // access times not yet in the index
 	bytes   int64
 	blobs   int
+
+	scrub scrubState // blobs not checked since Open (scrub.go)
 }
 
 // DefaultConfig returns the defaults for a store rooted at dir.
@@ -112,6 +114,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	if err := s.reconcile(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := s.loadUnverified(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -56,6 +56,11 @@ type CacheConfig struct {
 	MaxBytes      ByteSize `yaml:"max_bytes" doc:"Cache size cap (bytes, or with KiB/MiB/GiB/TiB). 0: what the cache holds plus the free space on the data_dir file system."`
 	HighWatermark float64  `yaml:"high_watermark" doc:"Fraction of the cap at which eviction starts."`
 	LowWatermark  float64  `yaml:"low_watermark" doc:"Fraction of the cap at which eviction stops."`
+	// ScrubInterval is how often every cached blob is read and checked
+	// against its digest; corrupt blobs are removed and fetched again.
+	ScrubInterval Duration `yaml:"scrub_interval" doc:"How often every cached blob is re-read and checked against its digest (corrupt ones are removed and fetched again on the next pull). Blobs found at start-up are checked right away and before their first serve. 0: only the check after start-up."`
+	// ScrubRate bounds the scrub's disk reads.
+	ScrubRate ByteSize `yaml:"scrub_rate" doc:"Read rate of the scrub, bytes per second (or with KiB/MiB/GiB). 0: unlimited."`
 }
 
 // P2PConfig configures the libp2p host and DHT.
@@ -64,6 +69,10 @@ type P2PConfig struct {
 	Listen       []string `yaml:"listen" doc:"libp2p listen multiaddrs."`
 	Bootstrap    []string `yaml:"bootstrap" doc:"Peer multiaddrs (ending in /p2p/<id>) to join the DHT through."`
 	SwarmKeyFile string   `yaml:"swarm_key_file" doc:"Optional libp2p private-network key file; with it, QUIC is disabled (TCP only)."`
+	// MaxStreamsPerPeer bounds concurrent blob transfers to one peer.
+	MaxStreamsPerPeer int `yaml:"max_streams_per_peer" doc:"Most blob requests one peer may have served at once; more get 429 (0: unlimited)."`
+	// PeerUploadRate bounds the bytes per second sent to one peer.
+	PeerUploadRate ByteSize `yaml:"peer_upload_rate" doc:"Most bytes per second sent to one peer (or with KiB/MiB/GiB). 0: unlimited."`
 }
 
 // SerfConfig configures membership over serf.
@@ -97,6 +106,8 @@ type LocksConfig struct {
 // PushConfig configures how pushes reach the object store.
 type PushConfig struct {
 	Replication string `yaml:"replication" doc:"async: 201 once stored locally and queued; sync: 201 once in the object store."`
+	// MaxUploadBytes bounds one blob upload.
+	MaxUploadBytes ByteSize `yaml:"max_upload_bytes" doc:"Largest blob a client may push (bytes, or with KiB/MiB/GiB/TiB); larger uploads get 413 SIZE_INVALID. 0: unlimited."`
 }
 
 // LogConfig configures logging.
@@ -110,7 +121,7 @@ func Default() Config {
 	return Config{
 		RegistryAddr: "127.0.0.1:5000",
 		AdminAddr:    "127.0.0.1:5001",
-		Cache:        CacheConfig{HighWatermark: 0.90, LowWatermark: 0.75},
+		Cache:        CacheConfig{HighWatermark: 0.90, LowWatermark: 0.75, ScrubInterval: Duration(7 * 24 * time.Hour), ScrubRate: 32 << 20},
 		Push:         PushConfig{Replication: "async"},
 		Log:          LogConfig{Level: "info", Format: "json"},
 		DrainTimeout: Duration(60 * time.Second),
@@ -121,6 +132,8 @@ func Default() Config {
 		P2P: P2PConfig{
 			Enabled: true,
 			Listen:  []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
+
+			MaxStreamsPerPeer: 32,
 		},
 	}
 }
@@ -199,6 +212,12 @@ func (c Config) Validate() error {
 	h, l := c.Cache.HighWatermark, c.Cache.LowWatermark
 	if h <= 0 || h > 1 || l <= 0 || l > 1 || l >= h {
 		errs = append(errs, fmt.Errorf("cache watermarks: want 0 < low (%v) < high (%v) <= 1", l, h))
+	}
+	if c.Cache.ScrubInterval < 0 {
+		errs = append(errs, fmt.Errorf("cache.scrub_interval: %s, want >= 0", c.Cache.ScrubInterval))
+	}
+	if c.P2P.MaxStreamsPerPeer < 0 {
+		errs = append(errs, fmt.Errorf("p2p.max_streams_per_peer: %d, want >= 0", c.P2P.MaxStreamsPerPeer))
 	}
 	if c.P2P.Enabled && len(c.P2P.Listen) == 0 {
 		errs = append(errs, errors.New("p2p.listen: empty (disable p2p with p2p.enabled: false)"))

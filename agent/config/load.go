@@ -55,6 +55,12 @@ func Options() []Option {
 			apply: float(func(c *Config) *float64 { return &c.Cache.HighWatermark })},
 		{Flag: "cache-low-watermark", Env: "SHOAL_CACHE_LOW_WATERMARK", Key: "cache.low_watermark", Usage: "fraction of the cap where eviction stops",
 			apply: float(func(c *Config) *float64 { return &c.Cache.LowWatermark })},
+		{Flag: "cache-scrub-interval", Env: "SHOAL_CACHE_SCRUB_INTERVAL", Key: "cache.scrub_interval", Usage: "how often every cached blob is re-checked against its digest (0: only after start-up)",
+			apply: func(c *Config, v string) error { return c.Cache.ScrubInterval.Set(v) }},
+		{Flag: "cache-scrub-rate", Env: "SHOAL_CACHE_SCRUB_RATE", Key: "cache.scrub_rate", Usage: "scrub read rate per second, e.g. 32MiB (0: unlimited)",
+			apply: func(c *Config, v string) error { return c.Cache.ScrubRate.Set(v) }},
+		{Flag: "push-max-upload-bytes", Env: "SHOAL_PUSH_MAX_UPLOAD_BYTES", Key: "push.max_upload_bytes", Usage: "largest blob a client may push, e.g. 20GiB (0: unlimited)",
+			apply: func(c *Config, v string) error { return c.Push.MaxUploadBytes.Set(v) }},
 		{Flag: "push-replication", Env: "SHOAL_PUSH_REPLICATION", Key: "push.replication", Usage: "async or sync replication of pushes to the object store",
 			apply: str(func(c *Config) *string { return &c.Push.Replication })},
 		{Flag: "p2p", Env: "SHOAL_P2P", Key: "p2p.enabled", Usage: "join the peer-to-peer network (--p2p=false: single host)", Bool: true,
@@ -65,6 +71,17 @@ func Options() []Option {
 			apply: func(c *Config, v string) error { c.P2P.Bootstrap = append(c.P2P.Bootstrap, v); return nil }},
 		{Flag: "swarm-key", Env: "SHOAL_SWARM_KEY", Key: "p2p.swarm_key_file", Usage: "libp2p private-network key file (TCP only)",
 			apply: str(func(c *Config) *string { return &c.P2P.SwarmKeyFile })},
+		{Flag: "p2p-max-streams-per-peer", Env: "SHOAL_P2P_MAX_STREAMS_PER_PEER", Key: "p2p.max_streams_per_peer", Usage: "most blob requests served to one peer at once (0: unlimited)",
+			apply: func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					return fmt.Errorf("%q is not an integer", v)
+				}
+				c.P2P.MaxStreamsPerPeer = n
+				return nil
+			}},
+		{Flag: "p2p-peer-upload-rate", Env: "SHOAL_P2P_PEER_UPLOAD_RATE", Key: "p2p.peer_upload_rate", Usage: "most bytes per second sent to one peer, e.g. 100MiB (0: unlimited)",
+			apply: func(c *Config, v string) error { return c.P2P.PeerUploadRate.Set(v) }},
 		{Flag: "serf", Env: "SHOAL_SERF", Key: "serf.enabled", Usage: "join the serf cluster (--serf=false: no fleet coordination)", Bool: true,
 			apply: boolSetter(func(c *Config) *bool { return &c.Serf.Enabled })},
 		{Flag: "serf-addr", Env: "SHOAL_SERF_ADDR", Key: "serf.addr", Usage: "serf gossip address (default 0.0.0.0:7946)",
