@@ -164,6 +164,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if a.node, err = a.openP2P(ctx); err != nil {
 			return err
 		}
+		a.node.SetPeerLimits(p2p.PeerLimits{MaxStreams: a.cfg.P2P.MaxStreamsPerPeer,
+			BytesPerSecond: int64(a.cfg.P2P.PeerUploadRate), WriteStall: 30 * time.Second})
 		closers = append(closers, a.node.Close)
 	}
 	a.metrics = newMetrics(a)
