@@ -84,40 +84,6 @@ func (n *Node) Stat(ctx context.Context, p peer.ID, d digest.Digest) (int64, err
 	return resp.ContentLength, nil
 }
 
-// Probe downloads size bytes (at most MaxProbeBytes) of test data from p
-// and returns how long it took; the observation also feeds p's score.
-func (n *Node) Probe(ctx context.Context, p peer.ID, size int64) (time.Duration, error) {
-	if size < 0 || size > MaxProbeBytes {
-		return 0, fmt.Errorf("probe %s: size %d out of 0..%d", p, size, MaxProbeBytes)
-	}
-	url := "http://" + hostOf(p) + "/probe?bytes=" + strconv.FormatInt(size, 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, fmt.Errorf("probe %s: %w", p, err)
-	}
-	start := time.Now()
-	resp, err := n.client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("probe %s: %w", p, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("probe %s: %w", p, &statusError{code: resp.StatusCode})
-	}
-	got, err := io.Copy(io.Discard, resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("probe %s: %w", p, err)
-	}
-	if got != size {
-		return 0, fmt.Errorf("probe %s: got %d of %d bytes: %w", p, got, size, io.ErrUnexpectedEOF)
-	}
-	elapsed := time.Since(start)
-	n.mu.Lock()
-	n.scores.Observe(p, size, elapsed, time.Now())
-	n.mu.Unlock()
-	return elapsed, nil
-}
-
 // getRange requests bytes [off, off+length) of d from p. The body is
 // checked to be exactly that range.
 func (n *Node) getRange(ctx context.Context, p peer.ID, d digest.Digest, off, length, size int64) (io.ReadCloser, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,21 @@ type DownloadOptions struct {
 	StallTimeout time.Duration
 	// ConnectTimeout bounds connecting to a provider. Default 10s.
 	ConnectTimeout time.Duration
+	// Selection is the source selection policy: SelectScored (default,
+	// also when empty)
+	// ranks providers by expected time, sizes each peer's ranges by its
+	// share, keeps peers too slow to help out and moves ranges off peers
+	// that fall behind; SelectRandom takes providers in random order and
+	// hands out ranges first come, first served (the baseline the
+	// simulator compares against).
+	Selection string
 }
+
+// Source selection policies (DownloadOptions.Selection).
+const (
+	SelectScored = "scored"
+	SelectRandom = "random"
+)
 
 // DefaultDownloadOptions returns the production defaults.
 func DefaultDownloadOptions() DownloadOptions {
@@ -44,6 +59,7 @@ func DefaultDownloadOptions() DownloadOptions {
 		StreamsPerPeer: 2,
 		StallTimeout:   10 * time.Second,
 		ConnectTimeout: 10 * time.Second,
+		Selection:      SelectScored,
 	}
 }
 
@@ -51,6 +67,9 @@ func DefaultDownloadOptions() DownloadOptions {
 func (o DownloadOptions) Validate() error {
 	if o.ChunkSize <= 0 || o.MaxRun <= 0 || o.MaxPeers <= 0 || o.StreamsPerPeer <= 0 || o.StallTimeout <= 0 || o.ConnectTimeout <= 0 {
 		return fmt.Errorf("download options must all be positive: %+v", o)
+	}
+	if o.Selection != "" && o.Selection != SelectScored && o.Selection != SelectRandom {
+		return fmt.Errorf("download selection %q: want %q or %q", o.Selection, SelectScored, SelectRandom)
 	}
 	return nil
 }
@@ -126,37 +145,75 @@ var errComplete = errors.New("download complete")
 // errStalled marks a response that sent nothing for the stall timeout.
 var errStalled = errors.New("peer stalled")
 
+// errPreempted ends a request whose range moved to a faster peer.
+var errPreempted = errors.New("range moved to a faster peer")
+
 // Download fetches the size bytes of d from providers into dst, several
 // peers at once, and reports who sent what. It does not verify the
 // result: the caller does (or uses Fetch). Peers in exclude, this node and
-// banned peers are skipped; the rest are used best-ranked first. A peer
-// that fails or stalls is dropped and penalised and its unfinished chunks
-// go to the others. The error wraps ErrNoProviders when the peers ran out
-// before the blob was complete.
+// banned peers are skipped; the rest are used best-ranked first (see
+// DownloadOptions.Selection). A peer that fails or stalls is dropped and
+// penalised and its unfinished chunks go to the others. The error wraps
+// ErrNoProviders when the peers ran out before the blob was complete.
 func (n *Node) Download(ctx context.Context, d digest.Digest, size int64, providers []peer.AddrInfo, dst io.WriterAt, exclude ...peer.ID) (DownloadStats, error) {
 	return n.download(ctx, d, size, providers, dst, n.cfg.Download, exclude)
 }
 
 // download is one multi-source transfer. Workers (StreamsPerPeer per
 // active peer) lease spans from the schedule, stream them into dst and
-// hash each chunk as it completes.
+// hash each chunk as it completes. Under the scored policy a lease is
+// sized by the peer's share, refused to a peer too slow to help, and a
+// range that falls behind moves to an idle faster peer.
 type download struct {
-	n     *Node
-	d     digest.Digest
-	size  int64
-	dst   io.WriterAt
-	opts  DownloadOptions
-	ctx   context.Context
-	abort context.CancelCauseFunc
-	wg    sync.WaitGroup
+	n      *Node
+	d      digest.Digest
+	size   int64
+	dst    io.WriterAt
+	opts   DownloadOptions
+	scored bool
+	prior  Estimate
+	ctx    context.Context
+	abort  context.CancelCauseFunc
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	sched   *Schedule
 	changed chan struct{} // closed and replaced when chunks are released or the last one lands
 	workers int           // live workers
+	live    map[peer.ID]int
 	dead    map[peer.ID]bool
+	load    map[peer.ID]*peerLoad
+	bench   map[peer.ID]time.Time // preempted peers lease nothing until then
+	reqs    map[*request]struct{}
 	spare   []peer.AddrInfo
 	stats   DownloadStats
+}
+
+// request is one ranged request in flight.
+type request struct {
+	p        peer.ID
+	sp       Span
+	start    time.Time
+	expected time.Duration
+	chunkGot atomic.Int64 // bytes of the chunk being received
+	got      atomic.Int64 // bytes received
+	cancel   context.CancelCauseFunc
+	moved    bool // preempted (under download.mu)
+}
+
+// peerLoad integrates how many requests run on one peer over time, so a
+// request's throughput sample can be scaled to the peer's whole link.
+type peerLoad struct {
+	count    int
+	integral float64 // request-seconds
+	last     time.Time
+}
+
+func (l *peerLoad) advance(now time.Time) {
+	if now.After(l.last) {
+		l.integral += float64(l.count) * now.Sub(l.last).Seconds()
+		l.last = now
+	}
 }
 
 func (n *Node) download(ctx context.Context, d digest.Digest, size int64, providers []peer.AddrInfo, dst io.WriterAt, opts DownloadOptions, exclude []peer.ID) (DownloadStats, error) {
@@ -165,12 +222,16 @@ func (n *Node) download(ctx context.Context, d digest.Digest, size int64, provid
 		return DownloadStats{}, fmt.Errorf("download %s: size %d out of range (chunk size %d, at most %d chunks)",
 			d, size, opts.ChunkSize, maxChunks)
 	}
-	cands := n.candidates(providers, exclude)
+	scored := opts.Selection != SelectRandom
 	dl := &download{
-		n: n, d: d, size: size, dst: dst, opts: opts,
+		n: n, d: d, size: size, dst: dst, opts: opts, scored: scored,
 		sched:   NewSchedule(size, opts.ChunkSize, opts.MaxRun),
 		changed: make(chan struct{}),
+		live:    make(map[peer.ID]int),
 		dead:    make(map[peer.ID]bool),
+		load:    make(map[peer.ID]*peerLoad),
+		bench:   make(map[peer.ID]time.Time),
+		reqs:    make(map[*request]struct{}),
 		stats: DownloadStats{
 			ChunkSize:   opts.ChunkSize,
 			BytesByPeer: make(map[peer.ID]int64),
@@ -181,10 +242,24 @@ func (n *Node) download(ctx context.Context, d digest.Digest, size int64, provid
 	if dl.sched.Complete() {
 		return dl.stats, nil
 	}
+	cands := n.filterCandidates(providers, exclude)
 	if len(cands) == 0 {
 		return dl.stats, fmt.Errorf("download %s: %w", d, ErrNoProviders)
 	}
 	n.addProviderAddrs(cands)
+	if scored {
+		n.want(cands)
+		if size >= n.cfg.Probe.OnDemandSize && len(cands) > 1 {
+			n.prober.probeNow(ctx, cands)
+		}
+	}
+	cands, dl.prior = n.rank(cands, opts), n.prior(cands)
+	if len(cands) == 0 {
+		return dl.stats, fmt.Errorf("download %s: %w", d, ErrNoProviders)
+	}
+	if scored {
+		n.log.Debug("download sources", "digest", d, "size", size, "sources", n.describe(cands, opts.ChunkSize, dl.prior))
+	}
 	dl.ctx, dl.abort = context.WithCancelCause(ctx)
 	defer dl.abort(nil)
 
@@ -211,26 +286,76 @@ func (n *Node) download(ctx context.Context, d digest.Digest, size int64, provid
 	return dl.stats, fmt.Errorf("download %s: %w: %w", d, ErrNoProviders, errors.Join(errs...))
 }
 
-// candidates ranks providers and drops this node, excluded and banned
-// peers and duplicates.
-func (n *Node) candidates(providers []peer.AddrInfo, exclude []peer.ID) []peer.AddrInfo {
+// filterCandidates drops this node, excluded and banned peers and
+// duplicates.
+func (n *Node) filterCandidates(providers []peer.AddrInfo, exclude []peer.ID) []peer.AddrInfo {
 	var out []peer.AddrInfo
 	seen := map[peer.ID]bool{n.host.ID(): true}
 	for _, p := range exclude {
 		seen[p] = true
 	}
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	for _, ai := range providers {
-		if !seen[ai.ID] {
+		if !seen[ai.ID] && !n.scores.Banned(ai.ID, now) {
 			seen[ai.ID] = true
 			out = append(out, ai)
 		}
 	}
+	return out
+}
+
+// rank orders candidates by the selection policy: by expected time to
+// fetch a chunk (scored), or at random.
+func (n *Node) rank(cands []peer.AddrInfo, opts DownloadOptions) []peer.AddrInfo {
+	if opts.Selection == SelectRandom {
+		out := slices.Clone(cands)
+		rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		return out
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.scores.Rank(out, time.Now())
+	return n.scores.Rank(cands, opts.ChunkSize, DefaultEstimate, n.cfg.SameGroup, time.Now())
+}
+
+// prior is the estimate for candidates nothing is known about.
+func (n *Node) prior(cands []peer.AddrInfo) Estimate {
+	ids := make([]peer.ID, len(cands))
+	for i, ai := range cands {
+		ids[i] = ai.ID
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.scores.Prior(ids, DefaultEstimate)
+}
+
+// want marks candidates as wanted, so the prober keeps them fresh.
+func (n *Node) want(cands []peer.AddrInfo) {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, ai := range cands {
+		n.scores.Want(ai.ID, now)
+	}
+}
+
+// describe renders the ranked sources and their scores for a debug log.
+func (n *Node) describe(cands []peer.AddrInfo, chunk int64, prior Estimate) []string {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]string, len(cands))
+	for i, ai := range cands {
+		e := n.scores.Estimate(ai.ID, prior)
+		out[i] = fmt.Sprintf("%s rtt=%s rate=%.0f expected=%s", ai.ID.ShortString(), e.RTT,
+			e.Throughput, n.scores.Expected(ai.ID, chunk, prior, now))
+	}
+	return out
 }
 
 func (dl *download) startLocked(ai peer.AddrInfo) {
+	dl.live[ai.ID] += dl.opts.StreamsPerPeer
 	for range dl.opts.StreamsPerPeer {
 		dl.workers++
 		dl.wg.Add(1)
@@ -243,29 +368,134 @@ func (dl *download) broadcastLocked() {
 	dl.changed = make(chan struct{})
 }
 
+// recheck is how often a scored worker with nothing to do looks again for
+// a range that fell behind.
+const recheck = 20 * time.Millisecond
+
 // lease waits for a span for p; ok is false when the worker should stop.
 func (dl *download) lease(p peer.ID) (sp Span, ok bool) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		dl.mu.Lock()
 		if dl.dead[p] || dl.sched.Complete() || dl.ctx.Err() != nil {
 			dl.workers--
+			dl.live[p]--
 			dl.mu.Unlock()
 			return Span{}, false
 		}
-		if sp, ok := dl.sched.Next(p, dl.workers); ok {
-			dl.mu.Unlock()
-			return sp, true
-		}
-		if sp, ok := dl.sched.Steal(p); ok {
+		if sp, ok := dl.nextLocked(p); ok {
 			dl.mu.Unlock()
 			return sp, true
 		}
 		ch := dl.changed
 		dl.mu.Unlock()
+		var tick <-chan time.Time
+		if dl.scored {
+			if timer == nil {
+				timer = time.NewTimer(recheck)
+			} else {
+				timer.Reset(recheck)
+			}
+			tick = timer.C
+		}
 		select {
 		case <-ch:
+		case <-tick:
 		case <-dl.ctx.Done():
 		}
+	}
+}
+
+// nextLocked is the lease decision: the random policy takes the next run
+// (guided self-scheduling) or steals; the scored policy first asks
+// whether p should take a range at all, sizes the run by p's share, and
+// when nothing is left to lease moves a range that fell behind.
+func (dl *download) nextLocked(p peer.ID) (Span, bool) {
+	if !dl.scored {
+		if sp, ok := dl.sched.Next(p, dl.workers); ok {
+			return sp, true
+		}
+		return dl.sched.Steal(p)
+	}
+	self, others := dl.estimatesLocked(p)
+	if len(others) > 0 && time.Now().Before(dl.bench[p]) {
+		return Span{}, false
+	}
+	if sp, ok := LeaseScored(dl.sched, p, self, others, dl.opts.StreamsPerPeer); ok {
+		return sp, true
+	}
+	dl.reassignLocked(p, self)
+	return Span{}, false
+}
+
+// estimatesLocked returns p's estimate and those of the other live peers.
+func (dl *download) estimatesLocked(p peer.ID) (self Estimate, others []Estimate) {
+	n := dl.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for q, streams := range dl.live {
+		if streams <= 0 || dl.dead[q] {
+			continue
+		}
+		e := n.scores.Estimate(q, dl.prior)
+		if q == p {
+			self = e
+		} else {
+			others = append(others, e)
+		}
+	}
+	if self == (Estimate{}) {
+		self = n.scores.Estimate(p, dl.prior)
+	}
+	return self, others
+}
+
+// reassignLocked preempts the range in flight that fell furthest behind
+// its expected time, if p (idle) would finish it clearly sooner (Reassign).
+// The owner's request ends, its unfinished chunks return to the queue and
+// p leases them on its next try.
+func (dl *download) reassignLocked(p peer.ID, self Estimate) {
+	now := time.Now()
+	taker := self
+	taker.Throughput /= float64(dl.opts.StreamsPerPeer)
+	var (
+		victim *request
+		worst  float64
+	)
+	for r := range dl.reqs {
+		if r.p == p || r.moved {
+			continue
+		}
+		left := dl.sched.Unfinished(r.sp, r.p)
+		if left == 0 {
+			continue
+		}
+		pr := Progress{
+			Elapsed:   now.Sub(r.start),
+			Expected:  r.expected,
+			Got:       r.got.Load(),
+			Left:      left,
+			Remaining: max(left-r.chunkGot.Load(), 0),
+		}
+		if !Reassign(pr, taker) {
+			continue
+		}
+		if behind := pr.Elapsed.Seconds() / max(pr.Expected.Seconds(), 1e-9); victim == nil || behind > worst {
+			victim, worst = r, behind
+		}
+	}
+	if victim != nil {
+		victim.moved = true
+		// The owner sits out for as long as the range should have taken,
+		// so it does not lease the moved chunks straight back.
+		dl.bench[victim.p] = now.Add(victim.expected)
+		dl.n.log.Debug("range moved off a slow peer", "digest", dl.d, "from", victim.p, "to", p, "span", victim.sp)
+		victim.cancel(errPreempted)
 	}
 }
 
@@ -287,11 +517,25 @@ func (dl *download) worker(ai peer.AddrInfo) {
 		if !ok {
 			return
 		}
-		if err := dl.fetch(p, sp, buf); err != nil {
+		err := dl.fetch(p, sp, buf)
+		if errors.Is(err, errPreempted) {
+			dl.yield(p, sp)
+			continue
+		}
+		if err != nil {
 			dl.quit(p, sp, err)
 			return
 		}
 	}
+}
+
+// yield returns the unfinished chunks of a preempted span to the queue;
+// the peer stays in the download.
+func (dl *download) yield(p peer.ID, sp Span) {
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	dl.sched.Release(sp, p)
+	dl.broadcastLocked()
 }
 
 // quit ends a worker of p after err: sp goes back to the queue and p is
@@ -304,6 +548,7 @@ func (dl *download) quit(p peer.ID, sp Span, err error) {
 		dl.dropLocked(p, err)
 	}
 	dl.workers--
+	dl.live[p]--
 	dl.broadcastLocked()
 }
 
@@ -325,25 +570,72 @@ func (dl *download) dropLocked(p peer.ID, err error) {
 	}
 }
 
+// begin registers a request for sp on p.
+func (dl *download) begin(p peer.ID, sp Span, cancel context.CancelCauseFunc) *request {
+	_, length := dl.sched.Bytes(sp)
+	now := time.Now()
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	e := dl.n.estimate(p, dl.prior)
+	e.Throughput /= float64(dl.opts.StreamsPerPeer)
+	r := &request{p: p, sp: sp, start: now, expected: e.Time(length), cancel: cancel}
+	dl.reqs[r] = struct{}{}
+	l := dl.load[p]
+	if l == nil {
+		l = &peerLoad{last: now}
+		dl.load[p] = l
+	}
+	l.advance(now)
+	l.count++
+	return r
+}
+
+// end unregisters r.
+func (dl *download) end(r *request) {
+	now := time.Now()
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	delete(dl.reqs, r)
+	l := dl.load[r.p]
+	l.advance(now)
+	l.count--
+}
+
 // fetch streams span sp from p into dst. Errors writing dst abort the
-// whole download; other errors are the peer's.
+// whole download; other errors are the peer's. A preempted request
+// returns an error wrapping errPreempted.
 func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 	off, length := dl.sched.Bytes(sp)
-	ctx, cancel := context.WithCancel(dl.ctx)
-	defer cancel()
-	var stalled atomic.Bool
-	watchdog := time.AfterFunc(dl.opts.StallTimeout, func() {
-		stalled.Store(true)
-		cancel()
-	})
+	ctx, cancel := context.WithCancelCause(dl.ctx)
+	defer cancel(nil)
+	watchdog := time.AfterFunc(dl.opts.StallTimeout, func() { cancel(errStalled) })
 	defer watchdog.Stop()
 	defer func() {
-		if err != nil && stalled.Load() {
+		switch cause := context.Cause(ctx); {
+		case err == nil || dl.ctx.Err() != nil:
+		case errors.Is(cause, errStalled):
 			err = fmt.Errorf("%w: no data for %s: %w", errStalled, dl.opts.StallTimeout, err)
+		case errors.Is(cause, errPreempted):
+			err = fmt.Errorf("%w: %w", errPreempted, err)
 		}
 	}()
 
+	r := dl.begin(p, sp, cancel)
+	l0 := dl.loadIntegral(p)
 	start := time.Now()
+	var got int64
+	defer func() {
+		elapsed := time.Since(start)
+		dl.end(r)
+		conc := 1.0
+		if elapsed > 0 {
+			conc = (dl.loadIntegral(p) - l0) / elapsed.Seconds()
+		}
+		dl.account(p, got, elapsed, conc)
+	}()
+	dl.n.addInFlight(p, 1)
+	defer dl.n.addInFlight(p, -1)
+
 	body, err := dl.n.getRange(ctx, p, dl.d, off, length, dl.size)
 	if err != nil {
 		return err
@@ -356,9 +648,7 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 		chunk    = sp.First
 		chunkEnd = min(int64(chunk+1)*dl.opts.ChunkSize, dl.size)
 		h        maphash.Hash
-		got      int64
 	)
-	defer func() { dl.account(p, got, time.Since(start)) }()
 	h.SetSeed(dl.n.seed)
 	for pos < end {
 		if pos == int64(chunk)*dl.opts.ChunkSize && !dl.start(chunk, p) {
@@ -367,8 +657,13 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 		// Fill buf (up to the chunk's end) before writing: a stream read
 		// returns one muxer frame (at most 64 KiB), and every write to dst
 		// costs a syscall and wakes the readers following dst.
-		k, rerr := dl.readFull(body, buf[:min(int64(len(buf)), chunkEnd-pos)], watchdog)
+		k, rerr := dl.readFull(body, buf[:min(int64(len(buf)), chunkEnd-pos)], watchdog, r)
 		if k > 0 {
+			if ctx.Err() != nil {
+				// Preempted or stalled: these bytes may already belong
+				// to the chunk's new owner; do not write them.
+				return fmt.Errorf("range %d-%d: %w", off, end-1, context.Cause(ctx))
+			}
 			if _, werr := dl.dst.WriteAt(buf[:k], pos); werr != nil {
 				werr = fmt.Errorf("write at %d: %w", pos, werr)
 				dl.abort(werr)
@@ -379,6 +674,7 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 			got += int64(k)
 			if pos == chunkEnd {
 				dl.received(chunk, p, h.Sum64())
+				r.chunkGot.Store(0)
 				h.Reset()
 				chunk++
 				chunkEnd = min(int64(chunk+1)*dl.opts.ChunkSize, dl.size)
@@ -394,15 +690,29 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 	return nil
 }
 
+// loadIntegral reads p's request-seconds so far.
+func (dl *download) loadIntegral(p peer.ID) float64 {
+	dl.mu.Lock()
+	defer dl.mu.Unlock()
+	l := dl.load[p]
+	if l == nil {
+		return 0
+	}
+	l.advance(time.Now())
+	return l.integral
+}
+
 // readFull reads from body until buf is full or the read fails, resetting
 // the stall watchdog whenever bytes arrive.
-func (dl *download) readFull(body io.Reader, buf []byte, watchdog *time.Timer) (int, error) {
+func (dl *download) readFull(body io.Reader, buf []byte, watchdog *time.Timer, r *request) (int, error) {
 	n := 0
 	for n < len(buf) {
 		k, err := body.Read(buf[n:])
 		if k > 0 {
 			watchdog.Reset(dl.opts.StallTimeout)
 			n += k
+			r.chunkGot.Add(int64(k))
+			r.got.Add(int64(k))
 		}
 		if err != nil {
 			return n, err
@@ -434,7 +744,9 @@ func (dl *download) received(chunk int, p peer.ID, sum uint64) {
 	}
 }
 
-func (dl *download) account(p peer.ID, got int64, elapsed time.Duration) {
+// account records got bytes from p in elapsed, with conc requests on p on
+// average meanwhile, in the download's stats and p's score.
+func (dl *download) account(p peer.ID, got int64, elapsed time.Duration, conc float64) {
 	if got == 0 {
 		return
 	}
@@ -443,8 +755,22 @@ func (dl *download) account(p peer.ID, got int64, elapsed time.Duration) {
 	dl.stats.BytesByPeer[p] += got
 	dl.mu.Unlock()
 	n := dl.n
+	now := time.Now()
 	n.mu.Lock()
 	n.fetched[p] += got
-	n.scores.Observe(p, got, elapsed, time.Now())
+	n.scores.ObserveRate(p, transferRate(got, elapsed, n.scores.Score(p, now).RTT, conc), now)
 	n.mu.Unlock()
+}
+
+// estimate is p's current estimate (prior where unknown).
+func (n *Node) estimate(p peer.ID, prior Estimate) Estimate {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.scores.Estimate(p, prior)
+}
+
+func (n *Node) addInFlight(p peer.ID, delta int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.scores.AddInFlight(p, delta, time.Now())
 }

@@ -145,11 +145,16 @@ func (r *stallReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// TestDownloadStalledPeerRangesMove: the stall watchdog drops a peer that
+// sends nothing and its chunks go to the others (the random policy, which
+// has no expected times to judge a peer by; TestDownloadScoredMovesStalledRange
+// covers the scored one).
 func TestDownloadStalledPeerRangesMove(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cfg := testConfig()
+	cfg.Download.Selection = SelectRandom
 	cfg.Download.StallTimeout = time.Second
 	blob := randomBlob(4, 1<<20)
 	slow := stallSource{MemorySource: NewMemorySource(), after: 10 << 10}

@@ -75,6 +75,12 @@ type Node struct {
 	fetched map[peer.ID]int64
 	slots   uploadSlots
 
+	prober     *prober
+	probeCtx   context.Context // ends when the node closes; bounds on-demand probes
+	stopProbes context.CancelFunc
+	probes     atomic.Int64 // probes made (scheduled, on demand and Probe)
+	probeBytes atomic.Int64 // test download bytes received
+
 	served      atomic.Int64
 	uploads     atomic.Int64
 	announced   atomic.Int64
@@ -120,6 +126,9 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 	} else if n.host, err = newHost(cfg, logger); err != nil {
 		return nil, err
 	}
+	ensurePing(n.host)
+	n.prober = newProber(n, cfg.Probe, time.Now())
+	n.probeCtx, n.stopProbes = context.WithCancel(context.WithoutCancel(ctx))
 
 	bootstrap, err := parseBootstrap(cfg.Bootstrap)
 	if err != nil {
@@ -246,6 +255,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	wg.Go(func() { serveErr <- n.server.Serve(n.ln) })
 	bootstrap, _ := parseBootstrap(n.cfg.Bootstrap) // validated in New
 	wg.Go(func() { n.bootstrap(ctx, bootstrap) })
+	wg.Go(func() { n.prober.run(ctx) })
 
 	select {
 	case <-ctx.Done():
@@ -308,6 +318,9 @@ func (n *Node) bootstrap(ctx context.Context, peers []peer.AddrInfo) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closed)
+		if n.stopProbes != nil {
+			n.stopProbes()
+		}
 		var errs []error
 		if n.server != nil {
 			errs = append(errs, ignoreClosed(n.server.Close()))
@@ -326,6 +339,9 @@ func (n *Node) Close() error {
 		}
 		if n.host != nil {
 			errs = append(errs, n.host.Close())
+		}
+		if n.prober != nil {
+			n.prober.wg.Wait() // probes end with the host
 		}
 		if err := errors.Join(errs...); err != nil {
 			n.closeErr = fmt.Errorf("p2p: close: %w", err)

@@ -79,13 +79,21 @@ func (s *Schedule) ChunkOf(off int64) int { return int(off / s.chunkSize) }
 // Next leases to p the first run of pending chunks, at most maxRun long and
 // at most ceil(pending/workers) long. ok is false when nothing is pending.
 func (s *Schedule) Next(p peer.ID, workers int) (sp Span, ok bool) {
-	if s.pending == 0 {
-		return Span{}, false
-	}
 	limit := s.maxRun
 	if workers > 0 {
 		limit = min(limit, (s.pending+workers-1)/workers)
 	}
+	return s.NextN(p, limit)
+}
+
+// NextN leases to p the first run of pending chunks, at most limit (and
+// maxRun) long: the scored policy sizes runs by the peer's share. ok is
+// false when nothing is pending.
+func (s *Schedule) NextN(p peer.ID, limit int) (sp Span, ok bool) {
+	if s.pending == 0 {
+		return Span{}, false
+	}
+	limit = min(max(limit, 1), s.maxRun)
 	first := -1
 	for i, st := range s.state {
 		if st == chunkPending {
@@ -170,6 +178,33 @@ func (s *Schedule) Release(sp Span, p peer.ID) int {
 		}
 	}
 	s.pending += n
+	return n
+}
+
+// Unfinished returns the bytes of the chunks of sp still in flight for p.
+func (s *Schedule) Unfinished(sp Span, p peer.ID) int64 {
+	var n int64
+	for i := max(sp.First, 0); i < min(sp.End(), len(s.state)); i++ {
+		if s.state[i] == chunkInFlight && s.owner[i] == p {
+			_, k := s.Bytes(Span{First: i, Count: 1})
+			n += k
+		}
+	}
+	return n
+}
+
+// Left is the number of chunks not yet received.
+func (s *Schedule) Left() int { return len(s.state) - s.done }
+
+// LeftBytes is the number of bytes not yet received (in whole chunks).
+func (s *Schedule) LeftBytes() int64 {
+	if s.Left() == 0 {
+		return 0
+	}
+	n := int64(s.Left()) * s.chunkSize
+	if s.state[len(s.state)-1] != chunkDone {
+		n -= int64(len(s.state))*s.chunkSize - s.size // the short last chunk
+	}
 	return n
 }
 

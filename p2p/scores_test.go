@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -18,47 +19,64 @@ func ids(ais []peer.AddrInfo) []peer.ID {
 func TestScoresRank(t *testing.T) {
 	t.Parallel()
 	const a, b, c, d = peer.ID("a"), peer.ID("b"), peer.ID("c"), peer.ID("d")
+	const chunk = 8 << 20
 	t0 := time.Unix(1000, 0)
 	all := []peer.AddrInfo{{ID: a}, {ID: b}, {ID: c}, {ID: d}}
 	tests := []struct {
 		name  string
 		setup func(s *Scores)
+		group peer.ID // same-group peer, if any
 		at    time.Time
 		want  []peer.ID
 	}{
-		{"unknown peers keep their order", func(*Scores) {}, t0, []peer.ID{a, b, c, d}},
-		{"faster first", func(s *Scores) {
+		{"unknown peers keep their order", func(*Scores) {}, "", t0, []peer.ID{a, b, c, d}},
+		{"faster first, unknown peers at the mean", func(s *Scores) {
 			s.Observe(c, 100<<20, time.Second, t0)
 			s.Observe(b, 10<<20, time.Second, t0)
-		}, t0, []peer.ID{c, b, a, d}},
-		{"failures before speed", func(s *Scores) {
-			s.Observe(c, 100<<20, time.Second, t0)
+		}, "", t0, []peer.ID{c, a, d, b}},
+		{"rtt counts", func(s *Scores) {
+			for _, p := range []peer.ID{a, b, c, d} {
+				s.Observe(p, 100<<20, time.Second, t0)
+				s.ObserveRTT(p, time.Millisecond, t0)
+			}
+			s.ObserveRTT(a, 400*time.Millisecond, t0)
+		}, "", t0, []peer.ID{b, c, d, a}},
+		{"failures inflate the expected time", func(s *Scores) {
+			s.Observe(c, 200<<20, time.Second, t0)
+			s.Observe(b, 100<<20, time.Second, t0)
 			s.Penalize(c, PenaltyStalled, t0)
-		}, t0, []peer.ID{a, b, d, c}},
+		}, "", t0, []peer.ID{a, d, b, c}},
 		{"failures are forgiven", func(s *Scores) {
-			s.Observe(c, 100<<20, time.Second, t0)
-			s.Penalize(c, PenaltyFailed, t0)
-		}, t0.Add(time.Hour), []peer.ID{c, a, b, d}},
+			s.Observe(c, 200<<20, time.Second, t0)
+			s.Observe(b, 100<<20, time.Second, t0)
+			s.Penalize(c, PenaltyStalled, t0)
+		}, "", t0.Add(time.Hour), []peer.ID{c, a, d, b}},
+		{"in-flight load inflates the expected time", func(s *Scores) {
+			s.Observe(c, 200<<20, time.Second, t0)
+			s.Observe(b, 100<<20, time.Second, t0)
+			s.AddInFlight(c, 4, t0)
+		}, "", t0, []peer.ID{a, d, b, c}},
+		{"same group wins ties", func(*Scores) {}, c, t0, []peer.ID{c, a, b, d}},
+		{"same group does not beat a clearly faster peer", func(s *Scores) {
+			s.Observe(b, 100<<20, time.Second, t0)
+			s.Observe(c, 10<<20, time.Second, t0)
+		}, c, t0, []peer.ID{b, a, d, c}},
 		{"corrupt peers are banned", func(s *Scores) {
 			s.Penalize(b, PenaltyCorrupt, t0)
-		}, t0.Add(CorruptBan - time.Second), []peer.ID{a, c, d}},
+		}, "", t0.Add(CorruptBan - time.Second), []peer.ID{a, c, d}},
 		{"bans expire", func(s *Scores) {
 			s.Penalize(b, PenaltyCorrupt, t0)
-		}, t0.Add(CorruptBan + 24*time.Hour), []peer.ID{a, b, c, d}},
+		}, "", t0.Add(CorruptBan + 24*time.Hour), []peer.ID{a, b, c, d}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := NewScores()
 			tt.setup(s)
-			got := ids(s.Rank(all, tt.at))
-			if len(got) != len(tt.want) {
+			same := func(p peer.ID) bool { return p == tt.group }
+			got := ids(s.Rank(all, chunk, DefaultEstimate, same, tt.at))
+			if !slices.Equal(got, tt.want) {
 				t.Fatalf("Rank = %v, want %v", got, tt.want)
-			}
-			for i := range got {
-				if got[i] != tt.want[i] {
-					t.Fatalf("Rank = %v, want %v", got, tt.want)
-				}
 			}
 		})
 	}
@@ -74,6 +92,11 @@ func TestScoresThroughputEWMA(t *testing.T) {
 		t.Fatalf("Throughput = %v, want %v", got, want)
 	}
 	s.Observe("p", 0, time.Second, now) // ignored
+	s.ObserveRTT("p", 10*time.Millisecond, now)
+	s.ObserveRTT("p", 20*time.Millisecond, now)
+	if got, want := s.Score("p", now).RTT, 13*time.Millisecond; got != want {
+		t.Fatalf("RTT = %v, want %v", got, want)
+	}
 	if s.Score("q", now) != (PeerScore{}) {
 		t.Fatal("unknown peer has a score")
 	}

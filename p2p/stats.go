@@ -24,6 +24,11 @@ type Stats struct {
 	LastReprovideBatch uint64
 	// RoutingTablePeers is the DHT routing table's size.
 	RoutingTablePeers int
+	// Probes counts peer measurements (a ping, with or without a test
+	// download), scheduled and on demand.
+	Probes int64
+	// ProbeBytes counts test download bytes received by probes.
+	ProbeBytes int64
 }
 
 // Stats returns a snapshot of the node's counters.
@@ -44,5 +49,7 @@ func (n *Node) Stats() Stats {
 		Reprovided:         rs.TotalReprovides,
 		LastReprovideBatch: rs.LastReprovideBatchSize,
 		RoutingTablePeers:  n.dht.RoutingTable().Size(),
+		Probes:             n.probes.Load(),
+		ProbeBytes:         n.probeBytes.Load(),
 	}
 }
