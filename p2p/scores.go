@@ -262,9 +262,9 @@ func (s *Scores) Known() []peer.ID {
 // RTT and throughput of the given peers that have one, else the defaults.
 func (s *Scores) Prior(peers []peer.ID, def Estimate) Estimate {
 	var (
-		rtt          time.Duration
-		tp           float64
-		nRTT, nRate  int
+		rtt         time.Duration
+		tp          float64
+		nRTT, nRate int
 	)
 	for _, p := range peers {
 		ps, ok := s.peers[p]
