@@ -165,24 +165,42 @@ func Admit(self Estimate, others []Estimate, rangeBytes, remaining int64) bool {
 
 // RunLength returns how many chunks of chunkSize a lease of peer self
 // should cover: its share (Shares) of the remaining bytes, spread over its
-// streams, at least 1 and at most maxRun.
+// streams, rounded, at least 1 and at most maxRun.
 func RunLength(self Estimate, others []Estimate, remaining, chunkSize int64, streams, maxRun int) int {
 	all := append(slices.Clone(others), self)
 	share := Shares(remaining, all)[len(all)-1]
 	per := float64(share) / float64(max(streams, 1)) / float64(chunkSize)
-	return min(max(int(math.Ceil(per)), 1), maxRun)
+	return min(max(int(math.Round(per)), 1), maxRun)
 }
 
 // LeaseScored is the scored policy's lease decision for peer p (estimate
-// self; others are the other peers taking part): nothing if Admit refuses
-// p, else the next run of pending chunks sized by RunLength, else the back
-// half of another peer's unstarted run (Steal).
+// self, for all its streams together; others are the other peers taking
+// part). The run is p's share of the remaining bytes spread over its
+// streams (RunLength), shortened until one stream (at its part of p's
+// throughput) is expected to deliver it before the download as a whole is
+// expected to end; if not even one chunk fits and another peer would
+// deliver it sooner (Admit, per stream), p gets nothing. Otherwise p takes
+// the next pending run, or else the back half of another peer's
+// unstarted run (Steal).
 func LeaseScored(s *Schedule, p peer.ID, self Estimate, others []Estimate, streams int) (Span, bool) {
 	remaining := s.LeftBytes()
-	if !Admit(self, others, s.chunkSize, remaining) {
-		return Span{}, false
-	}
+	streams = max(streams, 1)
+	stream := self
+	stream.Throughput /= float64(streams)
 	run := RunLength(self, others, remaining, s.chunkSize, streams, s.maxRun)
+	if len(others) > 0 {
+		end := Finish(remaining, append(slices.Clone(others), self))
+		for run > 1 && float64(stream.Time(int64(run)*s.chunkSize)) > gateSlack*float64(end) {
+			run--
+		}
+		perStream := make([]Estimate, len(others))
+		for i, o := range others {
+			perStream[i] = Estimate{RTT: o.RTT, Throughput: o.Throughput / float64(streams)}
+		}
+		if !Admit(stream, perStream, s.chunkSize, remaining) {
+			return Span{}, false
+		}
+	}
 	if sp, ok := s.NextN(p, run); ok {
 		return sp, true
 	}
