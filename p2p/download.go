@@ -184,6 +184,8 @@ type download struct {
 	dead    map[peer.ID]bool
 	load    map[peer.ID]*peerLoad
 	bench   map[peer.ID]time.Time // preempted peers lease nothing until then
+	takers  map[peer.ID]bool      // peers a range was moved to: their next lease skips Admit
+	moves   int
 	reqs    map[*request]struct{}
 	spare   []peer.AddrInfo
 	stats   DownloadStats
@@ -231,6 +233,7 @@ func (n *Node) download(ctx context.Context, d digest.Digest, size int64, provid
 		dead:    make(map[peer.ID]bool),
 		load:    make(map[peer.ID]*peerLoad),
 		bench:   make(map[peer.ID]time.Time),
+		takers:  make(map[peer.ID]bool),
 		reqs:    make(map[*request]struct{}),
 		stats: DownloadStats{
 			ChunkSize:   opts.ChunkSize,
@@ -426,10 +429,21 @@ func (dl *download) nextLocked(p peer.ID) (Span, bool) {
 	if len(others) > 0 && time.Now().Before(dl.bench[p]) {
 		return Span{}, false
 	}
+	if dl.takers[p] {
+		// A range was moved off a slower peer for p: p takes it even if
+		// Admit would rather keep p for later.
+		if sp, ok := dl.sched.NextN(p, 1); ok {
+			delete(dl.takers, p)
+			return sp, true
+		}
+	}
 	if sp, ok := LeaseScored(dl.sched, p, self, others, dl.opts.StreamsPerPeer); ok {
 		return sp, true
 	}
-	dl.reassignLocked(p, self)
+	// Only a peer Admit lets work may take a range over.
+	if Admit(self, others, dl.opts.ChunkSize, dl.sched.LeftBytes(), dl.opts.StreamsPerPeer) {
+		dl.reassignLocked(p, self)
+	}
 	return Span{}, false
 }
 
@@ -460,6 +474,9 @@ func (dl *download) estimatesLocked(p peer.ID) (self Estimate, others []Estimate
 // The owner's request ends, its unfinished chunks return to the queue and
 // p leases them on its next try.
 func (dl *download) reassignLocked(p peer.ID, self Estimate) {
+	if dl.takers[p] || dl.moves >= 2*dl.sched.Chunks() {
+		return // p has a move pending, or moves are not converging
+	}
 	now := time.Now()
 	taker := self
 	taker.Throughput /= float64(dl.opts.StreamsPerPeer)
@@ -491,9 +508,11 @@ func (dl *download) reassignLocked(p peer.ID, self Estimate) {
 	}
 	if victim != nil {
 		victim.moved = true
-		// The owner sits out for as long as the range should have taken,
-		// so it does not lease the moved chunks straight back.
-		dl.bench[victim.p] = now.Add(victim.expected)
+		dl.moves++
+		dl.takers[p] = true
+		// The owner sits out for as long as it already spent on the
+		// range, so it does not lease the moved chunks straight back.
+		dl.bench[victim.p] = now.Add(max(victim.expected, now.Sub(victim.start)))
 		dl.n.log.Debug("range moved off a slow peer", "digest", dl.d, "from", victim.p, "to", p, "span", victim.sp)
 		victim.cancel(errPreempted)
 	}

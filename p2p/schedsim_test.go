@@ -102,6 +102,9 @@ func simulate(t *testing.T, size, chunk int64, maxRun, streams int, peers []simP
 						expected: self.RTT.Seconds() + float64(n)/rate(i)}
 					continue
 				}
+				if !Admit(self, others, chunk, s.LeftBytes(), streams) {
+					continue // only a peer Admit lets work may take a range over
+				}
 				taker := self
 				taker.Throughput /= float64(streams)
 				victim, worst := -1, 0.0

@@ -21,6 +21,10 @@ const (
 	// gateSlack lets a peer take a range it is expected to finish up to
 	// this factor after the download as a whole (see Admit).
 	gateSlack = 1.25
+	// peerSlack lets a peer take a range it is expected to deliver up to
+	// this factor later than the best other peer could (see Admit): near
+	// the end, equal peers whose estimates differ by noise all keep working.
+	peerSlack = 2.0
 	// reassignMargin: a range moves to another peer only if that peer is
 	// expected to finish it this many times sooner than its owner.
 	reassignMargin = 1.5
@@ -143,24 +147,29 @@ func Shares(size int64, peers []Estimate) []int64 {
 	return out
 }
 
-// Admit decides whether peer self may take a range of rangeBytes when
-// remaining bytes of the download are still to come and others are the
-// other peers taking part: only if self is expected to deliver the range
-// before the download as a whole is expected to end (Finish), or about as
-// soon as the best other peer could deliver it (both with gateSlack). A
-// peer much slower than the rest so gets nothing, and near the end only
-// the peers that can still make a difference do.
-func Admit(self Estimate, others []Estimate, rangeBytes, remaining int64) bool {
+// Admit decides whether peer self (all its streams together) may take a
+// range of rangeBytes on one of its streams, when remaining bytes of the
+// download are still to come and others are the other peers taking part
+// (each with as many streams, sharing its throughput): only if that
+// stream is expected to deliver the range before the download as a whole
+// is expected to end (Finish, with gateSlack), or at most peerSlack times
+// later than the best other peer's stream could deliver it. A peer much
+// slower than the rest so gets nothing, and near the end only the peers
+// that can still make a difference do.
+func Admit(self Estimate, others []Estimate, rangeBytes, remaining int64, streams int) bool {
 	if len(others) == 0 {
 		return true
 	}
-	mine := self.Time(rangeBytes)
+	perStream := func(e Estimate) Estimate {
+		return Estimate{RTT: e.RTT, Throughput: e.Throughput / float64(max(streams, 1))}
+	}
+	mine := perStream(self).Time(rangeBytes)
 	end := Finish(remaining, append(slices.Clone(others), self))
 	best := time.Duration(math.MaxInt64)
 	for _, o := range others {
-		best = min(best, o.Time(rangeBytes))
+		best = min(best, perStream(o).Time(rangeBytes))
 	}
-	return float64(mine) <= gateSlack*float64(max(end, best))
+	return float64(mine) <= gateSlack*float64(end) || float64(mine) <= peerSlack*float64(best)
 }
 
 // RunLength returns how many chunks of chunkSize a lease of peer self
@@ -193,11 +202,7 @@ func LeaseScored(s *Schedule, p peer.ID, self Estimate, others []Estimate, strea
 		for run > 1 && float64(stream.Time(int64(run)*s.chunkSize)) > gateSlack*float64(end) {
 			run--
 		}
-		perStream := make([]Estimate, len(others))
-		for i, o := range others {
-			perStream[i] = Estimate{RTT: o.RTT, Throughput: o.Throughput / float64(streams)}
-		}
-		if !Admit(stream, perStream, s.chunkSize, remaining) {
+		if !Admit(self, others, s.chunkSize, remaining, streams) {
 			return Span{}, false
 		}
 	}

@@ -72,13 +72,14 @@ func TestAdmit(t *testing.T) {
 		{"slow peer helps with a large remainder", slow, []Estimate{fast, fast, fast}, 10, 1000, true},
 		{"slow peer sits out a small remainder", slow, []Estimate{fast, fast, fast}, 10, 100, false},
 		{"equal peers share the last chunk", fast, []Estimate{fast}, 10, 10, true},
-		{"a peer twice as slow leaves the last chunks to others", Estimate{Throughput: 5}, []Estimate{fast}, 10, 20, false},
+		{"a peer a bit slower still takes the last chunks", Estimate{Throughput: 6}, []Estimate{fast}, 10, 20, true},
+		{"a peer three times as slow leaves the last chunks to others", Estimate{Throughput: 3}, []Estimate{fast}, 10, 20, false},
 		{"the fastest always takes", fast, []Estimate{slow}, 10, 10, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := Admit(tt.self, tt.others, tt.chunk, tt.remaining); got != tt.want {
+			if got := Admit(tt.self, tt.others, tt.chunk, tt.remaining, 1); got != tt.want {
 				t.Errorf("Admit = %v, want %v", got, tt.want)
 			}
 		})

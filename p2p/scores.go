@@ -45,6 +45,11 @@ const (
 	throughputWeight = 0.3
 	// rttWeight is the EWMA weight of a new RTT sample.
 	rttWeight = 0.3
+	// maxRise caps a throughput sample at this multiple of the current
+	// estimate: a short transfer that landed in one burst (buffers, a
+	// shaper's bucket) must not make a peer look ten times faster. Falls
+	// are not capped: a peer that slows down must lose ranges quickly.
+	maxRise = 2.0
 )
 
 // PeerScore is what Scores knows about one peer.
@@ -131,6 +136,7 @@ func (s *Scores) ObserveRate(p peer.ID, rate float64, now time.Time) {
 		ps.Throughput = rate
 		return
 	}
+	rate = min(rate, maxRise*ps.Throughput)
 	ps.Throughput += throughputWeight * (rate - ps.Throughput)
 }
 

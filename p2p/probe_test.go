@@ -1,0 +1,157 @@
+package p2p
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+)
+
+// shapedFleet starts count nodes on one mock network whose links have
+// latency and bandwidth bw, connects them all, and returns them with the
+// network. srcs[i], if set, serves node i.
+func shapedFleet(t *testing.T, count int, cfg Config, latency time.Duration, bw float64, srcs ...BlobSource) ([]*Node, mocknet.Mocknet) {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { _ = mn.Close() })
+	mn.SetLinkDefaults(mocknet.LinkOptions{Latency: latency, Bandwidth: bw})
+	nodes := make([]*Node, count)
+	for i := range nodes {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatalf("GenPeer: %v", err)
+		}
+		c := cfg
+		c.Host = h
+		src := BlobSource(NewMemorySource())
+		if i < len(srcs) && srcs[i] != nil {
+			src = srcs[i]
+		}
+		nodes[i] = startNode(t, c, src)
+		if err := mn.LinkAll(); err != nil {
+			t.Fatalf("LinkAll: %v", err)
+		}
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatalf("ConnectAllButSelf: %v", err)
+	}
+	return nodes, mn
+}
+
+// shape sets the options of every link between a and b.
+func shape(t *testing.T, mn mocknet.Mocknet, a, b peer.ID, o mocknet.LinkOptions) {
+	t.Helper()
+	links := mn.LinksBetweenPeers(a, b)
+	if len(links) == 0 {
+		t.Fatalf("no link between %s and %s", a, b)
+	}
+	for _, l := range links {
+		l.SetOptions(o)
+	}
+}
+
+// TestScoredPullAvoidsSlowProvider (issue #5, acceptance 2): over shaped
+// mock links, one provider ten times slower than the other three delivers
+// under 15% of a pull's bytes, and the pull takes at most 1.3 times as
+// long as the same pull without the slow provider.
+func TestScoredPullAvoidsSlowProvider(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	const (
+		latency = 5 * time.Millisecond
+		fastBW  = 2 << 20 // bytes per second
+		slowBW  = fastBW / 10
+	)
+	cfg := testConfig()
+	cfg.Download.ChunkSize = 128 << 10
+	cfg.Download.MaxRun = 4
+	cfg.Probe.Interval = time.Minute // one round of probes, then quiet links
+	cfg.Probe.Bytes = 256 << 10
+	cfg.Probe.Rate = 20
+	cfg.Probe.ByteRate = 8 << 20
+
+	blob := randomBlob(11, 4<<20)
+	srcs := []BlobSource{NewMemorySource()}
+	for range 4 {
+		m := NewMemorySource()
+		m.Put(blob)
+		srcs = append(srcs, m)
+	}
+	d := srcs[1].(*MemorySource).Put(blob)
+	nodes, mn := shapedFleet(t, 5, cfg, latency, fastBW, srcs...)
+	client, slow := nodes[0], nodes[4]
+	for _, n := range nodes[:4] {
+		shape(t, mn, slow.ID(), n.ID(), mocknet.LinkOptions{Latency: latency, Bandwidth: slowBW})
+	}
+	waitFor(t, 20*time.Second, "the client's probes of every provider", func() bool {
+		for _, n := range nodes[1:] {
+			if client.Score(n.ID()).Measured.IsZero() {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range nodes[1:] {
+		sc := client.Score(n.ID())
+		t.Logf("probed %s: rtt %v, throughput %.0f B/s", n.ID().ShortString(), sc.RTT, sc.Throughput)
+	}
+
+	pull := func(providers []*Node) (DownloadStats, time.Duration) {
+		t.Helper()
+		// A mock link's token bucket fills up to a second of bandwidth
+		// while idle; start every timed pull from empty buckets.
+		for _, p := range providers {
+			bw := float64(fastBW)
+			if p == slow {
+				bw = slowBW
+			}
+			shape(t, mn, client.ID(), p.ID(), mocknet.LinkOptions{Latency: latency, Bandwidth: bw})
+		}
+		var ais []peer.AddrInfo
+		for _, p := range providers {
+			ais = append(ais, addrInfo(p))
+		}
+		dst := newMemFile(int64(len(blob)))
+		start := time.Now()
+		st, err := client.Download(ctx, d, int64(len(blob)), ais, dst)
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("Download: %v", err)
+		}
+		if !bytes.Equal(dst.Bytes(), blob) {
+			t.Fatal("downloaded bytes differ")
+		}
+		return st, took
+	}
+	// Two rounds, alternating, so that a burst of load on the machine
+	// does not decide the comparison. The slow provider is listed first:
+	// the order of the list must not matter.
+	var (
+		slowBytes, allBytes int64
+		tWith, tWithout     time.Duration
+	)
+	for range 2 {
+		with, took := pull([]*Node{slow, nodes[1], nodes[2], nodes[3]})
+		slowBytes += with.BytesByPeer[slow.ID()]
+		allBytes += with.Bytes
+		tWith += took
+		t.Logf("with the slow provider: %v, bytes by peer %v, failures %v", took, with.BytesByPeer, with.Failures)
+		without, took := pull([]*Node{nodes[1], nodes[2], nodes[3]})
+		tWithout += took
+		t.Logf("without: %v, bytes by peer %v, failures %v", took, without.BytesByPeer, without.Failures)
+	}
+	share := float64(slowBytes) / float64(allBytes)
+	ratio := tWith.Seconds() / tWithout.Seconds()
+	t.Logf("slow provider %s sent %d of %d bytes (%.1f%%); pulls took %v with it, %v without (ratio %.2f)",
+		slow.ID().ShortString(), slowBytes, allBytes, 100*share, tWith, tWithout, ratio)
+	if share >= 0.15 {
+		t.Errorf("slow provider delivered %.1f%% of the bytes, want under 15%%", 100*share)
+	}
+	if ratio > 1.3 {
+		t.Errorf("pull took %v with the slow provider, %v without: ratio %.2f, want at most 1.3", tWith, tWithout, ratio)
+	}
+}
