@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 )
@@ -18,22 +19,26 @@ func shapedFleet(t *testing.T, count int, cfg Config, latency time.Duration, bw 
 	mn := mocknet.New()
 	t.Cleanup(func() { _ = mn.Close() })
 	mn.SetLinkDefaults(mocknet.LinkOptions{Latency: latency, Bandwidth: bw})
-	nodes := make([]*Node, count)
-	for i := range nodes {
+	hosts := make([]host.Host, count)
+	for i := range hosts {
 		h, err := mn.GenPeer()
 		if err != nil {
 			t.Fatalf("GenPeer: %v", err)
 		}
+		hosts[i] = h
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatalf("LinkAll: %v", err)
+	}
+	nodes := make([]*Node, count)
+	for i := range nodes {
 		c := cfg
-		c.Host = h
+		c.Host = hosts[i]
 		src := BlobSource(NewMemorySource())
 		if i < len(srcs) && srcs[i] != nil {
 			src = srcs[i]
 		}
 		nodes[i] = startNode(t, c, src)
-		if err := mn.LinkAll(); err != nil {
-			t.Fatalf("LinkAll: %v", err)
-		}
 	}
 	if err := mn.ConnectAllButSelf(); err != nil {
 		t.Fatalf("ConnectAllButSelf: %v", err)
@@ -57,8 +62,9 @@ func shape(t *testing.T, mn mocknet.Mocknet, a, b peer.ID, o mocknet.LinkOptions
 // mock links, one provider ten times slower than the other three delivers
 // under 15% of a pull's bytes, and the pull takes at most 1.3 times as
 // long as the same pull without the slow provider.
+//
+// It measures wall time, so it does not run in parallel with other tests.
 func TestScoredPullAvoidsSlowProvider(t *testing.T) {
-	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	const (
@@ -153,5 +159,72 @@ func TestScoredPullAvoidsSlowProvider(t *testing.T) {
 	}
 	if ratio > 1.3 {
 		t.Errorf("pull took %v with the slow provider, %v without: ratio %.2f, want at most 1.3", tWith, tWithout, ratio)
+	}
+}
+
+// TestProbeBudgetIdleFleet (issue #5, acceptance 3): on a 50-node mock
+// fleet, all connected and idle, with a probe interval so short that every
+// node would like to probe its 49 peers ten times a second, each node
+// stays within its budget of probes and test bytes per second (counted by
+// Stats, which feeds shoal_probe_bytes_total), and still probes.
+//
+// Not parallel: 50 nodes keep both cores busy, which would distort the
+// timing of tests running alongside.
+func TestProbeBudgetIdleFleet(t *testing.T) {
+	const (
+		count   = 50
+		idle    = 3 * time.Second
+		rate    = 5        // probes per second
+		byteBW  = 64 << 10 // test bytes per second
+		probeSz = 16 << 10
+		burst   = 1.0 // seconds of budget
+	)
+	cfg := testConfig()
+	cfg.Probe.Interval = 100 * time.Millisecond
+	cfg.Probe.Rate = rate
+	cfg.Probe.ByteRate = byteBW
+	cfg.Probe.Bytes = probeSz
+	cfg.Probe.Burst = burst
+	nodes, _ := shapedFleet(t, count, cfg, time.Millisecond, 0)
+	// Measure a window of idling: within it a node can start at most the
+	// budget of the window plus one burst of probes (its bucket may be
+	// full at the start). Probes are counted when they start, bytes when
+	// they arrive: bytes reserved before the window may arrive in it, up to
+	// one test download per concurrent probe.
+	before := make([]Stats, count)
+	for i, n := range nodes {
+		before[i] = n.Stats()
+	}
+	start := time.Now()
+	time.Sleep(idle)
+	elapsed := time.Since(start).Seconds()
+
+	maxProbes := rate*burst + rate*elapsed
+	maxBytes := byteBW*burst + byteBW*elapsed + float64(cfg.Probe.Concurrency*probeSz)
+	var probes, probeBytes int64
+	busiest, busiestBytes := int64(0), int64(0)
+	for i, n := range nodes {
+		st := n.Stats()
+		dp, db := st.Probes-before[i].Probes, st.ProbeBytes-before[i].ProbeBytes
+		probes += dp
+		probeBytes += db
+		busiest, busiestBytes = max(busiest, dp), max(busiestBytes, db)
+		if float64(dp) > maxProbes {
+			t.Errorf("node %s made %d probes in %.1fs, budget %.0f", n.ID().ShortString(), dp, elapsed, maxProbes)
+		}
+		if float64(db) > maxBytes {
+			t.Errorf("node %s received %d probe bytes in %.1fs, budget %.0f", n.ID().ShortString(), db, elapsed, maxBytes)
+		}
+	}
+	perNode := float64(probes) / count / elapsed
+	perNodeBytes := float64(probeBytes) / count / elapsed
+	t.Logf("%d nodes idle %.1fs: %.2f probes/s and %.0f probe B/s per node (budget %d/s and %d B/s, burst %.0fs); busiest node %d probes, %d bytes (caps %.0f, %.0f)",
+		count, elapsed, perNode, perNodeBytes, rate, byteBW, burst, busiest, busiestBytes, maxProbes, maxBytes)
+	// The budget must be used, not just respected: demand is far above it.
+	if float64(probes) < 0.5*count*rate*elapsed {
+		t.Errorf("fleet made %d probes in %.1fs, want at least half the budget (%.0f)", probes, elapsed, 0.5*count*rate*elapsed)
+	}
+	if probeBytes == 0 {
+		t.Error("no test bytes were downloaded")
 	}
 }

@@ -121,6 +121,7 @@ func (pr *prober) schedule(ctx context.Context, now time.Time) {
 // bytes unless 0) bounded by limit.
 func (pr *prober) startLocked(ctx context.Context, p peer.ID, size int64, limit time.Duration, now time.Time) {
 	pr.running[p] = true
+	pr.n.probes.Add(1)
 	jitter := 1 + pr.opts.Jitter*(2*pr.rng.Float64()-1)
 	next := now.Add(time.Duration(float64(pr.opts.Interval) * jitter))
 	pr.n.mu.Lock()
@@ -166,6 +167,7 @@ func (pr *prober) probeNow(ctx context.Context, cands []peer.AddrInfo) {
 			size = 0
 		}
 		pr.running[p] = true
+		pr.n.probes.Add(1)
 		jitter := 1 + pr.opts.Jitter*(2*pr.rng.Float64()-1)
 		next := now.Add(time.Duration(float64(pr.opts.Interval) * jitter))
 		pr.n.mu.Lock()
@@ -209,7 +211,6 @@ func (n *Node) measure(ctx context.Context, p peer.ID, size int64) int64 {
 	}
 	wg.Wait()
 	now := time.Now()
-	n.probes.Add(1)
 	n.probeBytes.Add(got)
 	cut := ctx.Err() != nil
 	n.mu.Lock()
