@@ -26,6 +26,27 @@ type Member struct {
 	Proxy  bool   `json:"proxy"`
 }
 
+// PeerScore is one peer's probe score as /status shows it.
+type PeerScore struct {
+	ID string `json:"id"`
+	// RTTSeconds is the ping EWMA (0 when unknown).
+	RTTSeconds float64 `json:"rtt_seconds"`
+	// Throughput is the transfer rate EWMA in bytes per second (0 when unknown).
+	Throughput float64 `json:"throughput_bytes_per_second"`
+	// Failures is the decaying count of failed and stalled requests.
+	Failures float64 `json:"failures"`
+	// InFlight is the number of range requests to the peer running now.
+	InFlight int `json:"in_flight"`
+	// ScoreSeconds is the expected time to fetch one chunk from the peer
+	// (lower is better).
+	ScoreSeconds float64 `json:"score_seconds"`
+	SameGroup    bool    `json:"same_group,omitempty"`
+	Banned       bool    `json:"banned,omitempty"`
+}
+
+// statusPeers is how many peers /status lists, best score first.
+const statusPeers = 20
+
 // LockOwner says which proxy owns a group's share of the lock space.
 type LockOwner struct {
 	Group string `json:"group"`
@@ -57,6 +78,9 @@ type Status struct {
 	PeerID        string           `json:"peer_id,omitempty"`
 	P2PAddrs      []string         `json:"p2p_addrs,omitempty"`
 	DHTPeers      int              `json:"dht_peers"`
+	Peers         []PeerScore      `json:"peers,omitempty"`
+	Probes        int64            `json:"probes"`
+	ProbeBytes    int64            `json:"probe_bytes"`
 }
 
 func (a *Agent) status() Status {
@@ -90,7 +114,15 @@ func (a *Agent) status() Status {
 		}
 	}
 	if a.node != nil {
-		s.PeerID, s.P2PAddrs, s.DHTPeers = a.node.ID().String(), a.node.Addrs(), a.node.Stats().RoutingTablePeers
+		st := a.node.Stats()
+		s.PeerID, s.P2PAddrs, s.DHTPeers = a.node.ID().String(), a.node.Addrs(), st.RoutingTablePeers
+		s.Probes, s.ProbeBytes = st.Probes, st.ProbeBytes
+		for _, p := range a.node.Peers(statusPeers) {
+			s.Peers = append(s.Peers, PeerScore{
+				ID: p.ID.String(), RTTSeconds: p.RTT.Seconds(), Throughput: p.Throughput, Failures: p.Failures,
+				InFlight: p.InFlight, ScoreSeconds: p.Expected.Seconds(), SameGroup: p.SameGroup, Banned: p.Banned,
+			})
+		}
 	}
 	if at, err := a.outbox.LastError(); err != nil {
 		s.OutboxError, s.OutboxErrorAt = err.Error(), at.UTC().Format(time.RFC3339)

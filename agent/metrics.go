@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/shoal-dev/shoal/p2p"
 )
 
 // metrics are the agent's Prometheus series, on a registry of its own (no
@@ -61,6 +63,13 @@ func newMetrics(a *Agent) *metrics {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "shoal_dht_routing_table_peers", Help: "Peers in the DHT routing table.",
 			}, func() float64 { return float64(a.node.Stats().RoutingTablePeers) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "shoal_probe_bytes_total", Help: "Test download bytes received by peer probes.",
+			}, func() float64 { return float64(a.node.Stats().ProbeBytes) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "shoal_probes_total", Help: "Peer probes started (a ping, with or without a test download).",
+			}, func() float64 { return float64(a.node.Stats().Probes) }),
+			peerScores{node: a.node, top: metricPeers},
 		)
 	}
 	for _, s := range []string{"origin", "peer"} {
@@ -89,4 +98,40 @@ func newMetrics(a *Agent) *metrics {
 func (m *metrics) observeRequest(method, route string, code int, d time.Duration) {
 	m.requests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
 	m.requestSeconds.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// metricPeers bounds the per-peer series: only the best-scored peers are
+// exported.
+const metricPeers = 10
+
+var (
+	peerRTTDesc = prometheus.NewDesc("shoal_peer_rtt_seconds",
+		"Ping round-trip time EWMA of the best-scored peers.", []string{"peer"}, nil)
+	peerThroughputDesc = prometheus.NewDesc("shoal_peer_throughput_bytes_per_second",
+		"Transfer rate EWMA (probes and real ranges) of the best-scored peers.", []string{"peer"}, nil)
+)
+
+// peerScores exports the probe scores of the top best-scored peers at
+// scrape time, so the number of series stays bounded however many peers
+// the node knows.
+type peerScores struct {
+	node *p2p.Node
+	top  int
+}
+
+func (c peerScores) Describe(ch chan<- *prometheus.Desc) {
+	ch <- peerRTTDesc
+	ch <- peerThroughputDesc
+}
+
+func (c peerScores) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.node.Peers(c.top) {
+		id := p.ID.String()
+		if p.RTT > 0 {
+			ch <- prometheus.MustNewConstMetric(peerRTTDesc, prometheus.GaugeValue, p.RTT.Seconds(), id)
+		}
+		if p.Throughput > 0 {
+			ch <- prometheus.MustNewConstMetric(peerThroughputDesc, prometheus.GaugeValue, p.Throughput, id)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync/atomic"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-dev/shoal/cas"
@@ -63,4 +64,20 @@ func (a *attemptWriter) verify(ctx context.Context) error {
 	}
 	a.w.Store(next)
 	return err
+}
+
+// sameGroup reports whether the peer p is a member of this agent's group,
+// from serf membership (the tags carry the libp2p peer ID). p2p ranks
+// same-group sources first among equals (p2p.Config.SameGroup).
+func (a *Agent) sameGroup(p peer.ID) bool {
+	if a.cluster == nil {
+		return false
+	}
+	id := p.String()
+	for _, m := range a.cluster.Members() {
+		if m.PeerID == id {
+			return m.Group == a.cfg.Group
+		}
+	}
+	return false
 }

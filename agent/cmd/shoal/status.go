@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -103,9 +104,40 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 			fmt.Fprintf(mw, "  %s\t%s\t%s\t%s\t%s\n", m.Name, m.Group, m.Status, m.Addr, proxy)
 		}
-		return mw.Flush()
+		if err := mw.Flush(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return printPeers(stdout, s)
+}
+
+// printPeers lists the peers' probe scores, best first.
+func printPeers(w io.Writer, s agent.Status) error {
+	if len(s.Peers) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\npeers (best first; %d probes, %s of test downloads):\n", s.Probes, human(s.ProbeBytes))
+	pw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(pw, "  PEER\tRTT\tTHROUGHPUT\tFAILURES\tIN FLIGHT\tSCORE\tNOTE")
+	for _, p := range s.Peers {
+		rtt, rate := "-", "-"
+		if p.RTTSeconds > 0 {
+			rtt = time.Duration(p.RTTSeconds * float64(time.Second)).Round(10 * time.Microsecond).String()
+		}
+		if p.Throughput > 0 {
+			rate = human(int64(p.Throughput)) + "/s"
+		}
+		var note []string
+		if p.SameGroup {
+			note = append(note, "same group")
+		}
+		if p.Banned {
+			note = append(note, "BANNED")
+		}
+		score := time.Duration(p.ScoreSeconds * float64(time.Second)).Round(10 * time.Microsecond)
+		fmt.Fprintf(pw, "  %s\t%s\t%s\t%.1f\t%d\t%s\t%s\n", p.ID, rtt, rate, p.Failures, p.InFlight, score, strings.Join(note, ", "))
+	}
+	return pw.Flush()
 }
 
 func envOr(name, def string) string {

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/shoal-dev/shoal/agent"
+)
+
+func TestPrintPeers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		s    agent.Status
+		want []string // substrings, in order
+	}{
+		{"no peers, no table", agent.Status{}, nil},
+		{"peers best first with their scores", agent.Status{
+			Probes: 12, ProbeBytes: 3 << 20,
+			Peers: []agent.PeerScore{
+				{ID: "QmFast", RTTSeconds: 0.0012, Throughput: 100 << 20, ScoreSeconds: 0.081, SameGroup: true},
+				{ID: "QmSlow", Throughput: 1 << 20, Failures: 2.5, InFlight: 1, ScoreSeconds: 8.5, Banned: true},
+			},
+		}, []string{
+			"peers (best first; 12 probes, 3.0 MiB of test downloads)",
+			"PEER", "RTT", "THROUGHPUT", "FAILURES", "IN FLIGHT", "SCORE",
+			"QmFast", "1.2ms", "100.0 MiB/s", "0.0", "0", "81ms", "same group",
+			"QmSlow", "-", "1.0 MiB/s", "2.5", "1", "8.5s", "BANNED",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			if err := printPeers(&out, tt.s); err != nil {
+				t.Fatalf("printPeers: %v", err)
+			}
+			if tt.want == nil && out.Len() != 0 {
+				t.Fatalf("printed %q, want nothing", out.String())
+			}
+			rest := out.String()
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("output lacks %q (in order):\n%s", w, out.String())
+				}
+				rest = rest[i+len(w):]
+			}
+		})
+	}
+}
