@@ -650,7 +650,7 @@ func (dl *download) fetch(p peer.ID, sp Span, buf []byte) (err error) {
 		if elapsed > 0 {
 			conc = (dl.loadIntegral(p) - l0) / elapsed.Seconds()
 		}
-		dl.account(p, got, elapsed, conc)
+		dl.account(p, got, r.got.Load(), elapsed, conc)
 	}()
 	dl.n.addInFlight(p, 1)
 	defer dl.n.addInFlight(p, -1)
@@ -763,21 +763,25 @@ func (dl *download) received(chunk int, p peer.ID, sum uint64) {
 	}
 }
 
-// account records got bytes from p in elapsed, with conc requests on p on
-// average meanwhile, in the download's stats and p's score.
-func (dl *download) account(p peer.ID, got int64, elapsed time.Duration, conc float64) {
-	if got == 0 {
+// account records a request to p that wrote got bytes to dst and
+// received recv bytes in elapsed, with conc requests on p on average
+// meanwhile: got goes to the download's stats, recv (a request moved off
+// a slow peer may have received bytes it did not write) to p's score.
+func (dl *download) account(p peer.ID, got, recv int64, elapsed time.Duration, conc float64) {
+	if got > 0 {
+		dl.mu.Lock()
+		dl.stats.Bytes += got
+		dl.stats.BytesByPeer[p] += got
+		dl.mu.Unlock()
+	}
+	if recv == 0 {
 		return
 	}
-	dl.mu.Lock()
-	dl.stats.Bytes += got
-	dl.stats.BytesByPeer[p] += got
-	dl.mu.Unlock()
 	n := dl.n
 	now := time.Now()
 	n.mu.Lock()
 	n.fetched[p] += got
-	n.scores.ObserveRate(p, transferRate(got, elapsed, n.scores.Score(p, now).RTT, conc), now)
+	n.scores.ObserveRate(p, transferRate(recv, elapsed, n.scores.Score(p, now).RTT, conc), now)
 	n.mu.Unlock()
 }
 
