@@ -448,25 +448,26 @@ func (dl *download) nextLocked(p peer.ID) (Span, bool) {
 }
 
 // estimatesLocked returns p's estimate and those of the other live peers.
+// A peer not measured yet is taken to be as fast as the mean of the live
+// peers that are (so it is tried, not starved), else the download's prior.
 func (dl *download) estimatesLocked(p peer.ID) (self Estimate, others []Estimate) {
 	n := dl.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	ids := make([]peer.ID, 0, len(dl.live))
 	for q, streams := range dl.live {
-		if streams <= 0 || dl.dead[q] {
-			continue
-		}
-		e := n.scores.Estimate(q, dl.prior)
-		if q == p {
-			self = e
-		} else {
-			others = append(others, e)
+		if streams > 0 && !dl.dead[q] {
+			ids = append(ids, q)
 		}
 	}
-	if self == (Estimate{}) {
-		self = n.scores.Estimate(p, dl.prior)
+	slices.Sort(ids) // a deterministic order of others
+	prior := n.scores.Prior(ids, dl.prior)
+	for _, q := range ids {
+		if q != p {
+			others = append(others, n.scores.Estimate(q, prior))
+		}
 	}
-	return self, others
+	return n.scores.Estimate(p, prior), others
 }
 
 // reassignLocked preempts the range in flight that fell furthest behind

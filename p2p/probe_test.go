@@ -192,34 +192,48 @@ func TestProbeBudgetIdleFleet(t *testing.T) {
 	// they arrive: bytes reserved before the window may arrive in it, up to
 	// one test download per concurrent probe.
 	before := make([]Stats, count)
+	beforeAt := make([]time.Time, count)
 	for i, n := range nodes {
+		beforeAt[i] = time.Now()
 		before[i] = n.Stats()
 	}
-	start := time.Now()
 	time.Sleep(idle)
-	elapsed := time.Since(start).Seconds()
 
-	maxProbes := rate*burst + rate*elapsed
-	maxBytes := byteBW*burst + byteBW*elapsed + float64(cfg.Probe.Concurrency*probeSz)
-	var probes, probeBytes int64
-	busiest, busiestBytes := int64(0), int64(0)
+	var (
+		probes, probeBytes  int64
+		busiest, busiestB   int64
+		elapsed             float64 // summed over nodes
+		maxProbes, maxBytes float64 // of the busiest window
+	)
 	for i, n := range nodes {
+		// Each node's window runs from just before its first reading to
+		// just after its second.
 		st := n.Stats()
+		window := time.Since(beforeAt[i]).Seconds()
+		capProbes := rate*burst + rate*window
+		capBytes := byteBW*burst + byteBW*window + float64(cfg.Probe.Concurrency*probeSz)
 		dp, db := st.Probes-before[i].Probes, st.ProbeBytes-before[i].ProbeBytes
 		probes += dp
 		probeBytes += db
-		busiest, busiestBytes = max(busiest, dp), max(busiestBytes, db)
-		if float64(dp) > maxProbes {
-			t.Errorf("node %s made %d probes in %.1fs, budget %.0f", n.ID().ShortString(), dp, elapsed, maxProbes)
+		elapsed += window
+		if dp > busiest {
+			busiest, maxProbes = dp, capProbes
 		}
-		if float64(db) > maxBytes {
-			t.Errorf("node %s received %d probe bytes in %.1fs, budget %.0f", n.ID().ShortString(), db, elapsed, maxBytes)
+		if db > busiestB {
+			busiestB, maxBytes = db, capBytes
+		}
+		if float64(dp) > capProbes {
+			t.Errorf("node %s made %d probes in %.2fs, budget %.0f", n.ID().ShortString(), dp, window, capProbes)
+		}
+		if float64(db) > capBytes {
+			t.Errorf("node %s received %d probe bytes in %.2fs, budget %.0f", n.ID().ShortString(), db, window, capBytes)
 		}
 	}
+	elapsed /= count // mean window
 	perNode := float64(probes) / count / elapsed
 	perNodeBytes := float64(probeBytes) / count / elapsed
-	t.Logf("%d nodes idle %.1fs: %.2f probes/s and %.0f probe B/s per node (budget %d/s and %d B/s, burst %.0fs); busiest node %d probes, %d bytes (caps %.0f, %.0f)",
-		count, elapsed, perNode, perNodeBytes, rate, byteBW, burst, busiest, busiestBytes, maxProbes, maxBytes)
+	t.Logf("%d nodes idle %.2fs: %.2f probes/s and %.0f probe B/s per node (budget %d/s and %d B/s, burst %.0fs); busiest node %d probes (cap %.0f), %d bytes (cap %.0f)",
+		count, elapsed, perNode, perNodeBytes, rate, byteBW, burst, busiest, maxProbes, busiestB, maxBytes)
 	// The budget must be used, not just respected: demand is far above it.
 	if float64(probes) < 0.5*count*rate*elapsed {
 		t.Errorf("fleet made %d probes in %.1fs, want at least half the budget (%.0f)", probes, elapsed, 0.5*count*rate*elapsed)
