@@ -176,10 +176,16 @@ func (p plan) release() {
 	}
 }
 
+// maxSwarmRounds bounds how often a fetch goes back in line for the
+// origin lock after the peers it was sent to failed.
+const maxSwarmRounds = 3
+
 // run fills w from peers, falling back to the origin, and commits it.
+// When the peers fail, the host queues for its group's origin lock again
+// (another host may be reading the origin already) before reading it.
 func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 	defer f.wg.Done()
-	defer p.release()
+	defer func() { p.release() }() // p.lease changes below
 	ctx := f.life
 	if p.lease != nil && f.node != nil {
 		// The group's origin reader announces the blob at once: the hosts
@@ -188,16 +194,25 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 			f.log.Warn("announce blob being fetched", "digest", d, "err", err)
 		}
 	}
-	if len(p.providers) > 0 {
+	for round := 1; len(p.providers) > 0; round++ {
 		err := f.fromSwarm(ctx, d, p.size, w, p.providers)
 		if err == nil {
 			return
 		}
-		f.log.Warn("fetch from peers failed, trying the origin", "digest", d, "err", err)
+		f.log.Warn("fetch from peers failed", "digest", d, "round", round, "err", err)
 		if w, err = f.cas.Create(ctx, d, p.size, cas.WriteOptions{State: cas.StateReplicated}); err != nil {
 			if !errors.Is(err, cas.ErrExists) && !errors.Is(err, cas.ErrInProgress) {
 				f.log.Warn("fetch from origin", "digest", d, "err", err)
 			}
+			return
+		}
+		p.providers = nil
+		if f.locker == nil || p.lease != nil || round >= maxSwarmRounds || ctx.Err() != nil {
+			break
+		}
+		if p.lease, p.providers, err = f.originTurn(ctx, d); err != nil {
+			w.Abort(err)
+			f.log.Warn("fetch", "digest", d, "err", err)
 			return
 		}
 	}

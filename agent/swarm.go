@@ -28,6 +28,10 @@ const (
 	swarmRetry = 150 * time.Millisecond
 	// availabilityTimeout bounds asking the providers what they hold.
 	availabilityTimeout = 3 * time.Second
+	// maxIdleRounds is how many rounds in a row without an answering
+	// provider end a swarm fetch (a provider between two attempts answers
+	// "not found" for a moment; a dead one never answers).
+	maxIdleRounds = 10
 )
 
 // fromSwarm fetches d from the providers into w. The host announces the
@@ -41,6 +45,7 @@ func (f *fetcher) fromSwarm(ctx context.Context, d digest.Digest, size int64, w 
 		f.log.Warn("announce blob being fetched", "digest", d, "err", err)
 	}
 	deadline := time.Now().Add(swarmWait)
+	idle := 0 // rounds in a row in which no provider answered
 	for {
 		srcs, waiting := f.pickSources(ctx, d, provs)
 		var err error
@@ -61,9 +66,13 @@ func (f *fetcher) fromSwarm(ctx context.Context, d digest.Digest, size int64, w 
 			}
 			w = nw
 		case !waiting:
-			err = errors.New("no provider answered")
-			w.Abort(err)
-			return err
+			if idle++; idle >= maxIdleRounds {
+				err = errors.New("no provider answered")
+				w.Abort(err)
+				return err
+			}
+		default:
+			idle = 0
 		}
 		if time.Now().After(deadline) {
 			err = errors.Join(err, errors.New("no free provider in time"))

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -41,6 +42,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: the scenario's)")
 	dir := fs.String("dir", "", "directory for the agents' data (default: a temporary directory)")
 	logFile := fs.String("log", "", "write the agents' warnings and errors to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
 	// Flags may come before or after the scenario file.
 	rest := args[1:]
 	var positional []string
@@ -80,6 +82,17 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer f.Close()
 		opts.Log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Fprintf(stderr, "sim %s: %d nodes, strategies %s, seed %d\n", sc.Name, sc.Nodes(), strings.Join(sc.Strategies, ", "), plan.Seed)
 	start := time.Now()
