@@ -36,6 +36,9 @@ type fleet struct {
 	ml       *locks.MemoryNetwork
 	origin   *originNet
 	client   *http.Client
+	// trace, if set, is the debug logger of the host called traceNode.
+	trace     *slog.Logger
+	traceNode string
 
 	mu    sync.Mutex
 	nodes []*node
@@ -262,7 +265,11 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 	if err := cfg.Finish(); err != nil {
 		return err
 	}
-	a, err := agent.New(cfg, f.log.With("node", n.spec.Name), opts...)
+	log := f.log
+	if f.trace != nil && f.traceNode == n.spec.Name {
+		log = f.trace
+	}
+	a, err := agent.New(cfg, log.With("node", n.spec.Name), opts...)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.spec.Name, err)
 	}

@@ -23,6 +23,10 @@ type Options struct {
 	Progress func(line string)
 	// Log receives the agents' warnings and errors (nil: discarded).
 	Log *slog.Logger
+	// TraceNode, if set, names a host whose agent logs at debug level to
+	// Trace (to follow one host's fetches).
+	TraceNode string
+	Trace     *slog.Logger
 }
 
 // Run runs every strategy of the plan, one after another, on a fresh fleet.
@@ -76,6 +80,9 @@ func (s *runState) note(format string, args ...any) {
 func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Options) (*strategyRun, error) {
 	sc := plan.Scenario
 	f, err := newFleet(plan, strategy, dir, opts.Log.With("strategy", strategy))
+	if err == nil && opts.TraceNode != "" && opts.Trace != nil {
+		f.trace, f.traceNode = opts.Trace.With("strategy", strategy), opts.TraceNode
+	}
 	if err != nil {
 		return nil, err
 	}

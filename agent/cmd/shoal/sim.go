@@ -42,6 +42,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: the scenario's)")
 	dir := fs.String("dir", "", "directory for the agents' data (default: a temporary directory)")
 	logFile := fs.String("log", "", "write the agents' warnings and errors to this file")
+	traceNode := fs.String("trace-node", "", "log this host's agent at debug level to the --log file")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
 	// Flags may come before or after the scenario file.
 	rest := args[1:]
@@ -82,6 +83,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer f.Close()
 		opts.Log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		opts.TraceNode = *traceNode
+		opts.Trace = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	} else if *traceNode != "" {
+		return fmt.Errorf("--trace-node needs --log FILE")
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
