@@ -105,6 +105,7 @@ func (u *Upload) Append(ctx context.Context, r io.Reader) (int64, error) {
 			u.size += int64(m)
 			total += int64(m)
 			if werr != nil {
+				u.s.noteWriteErr(werr)
 				return total, fmt.Errorf("append to upload %s: %w", u.id, werr)
 			}
 		}

@@ -160,6 +160,7 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 		if err != nil {
 			at := g.start + int64(m)
 			werr = fmt.Errorf("write %s at %d: %w", w.d, at, err)
+			w.s.noteWriteErr(err)
 			n = int(at - off)
 			unwritten = append([]span{{at, g.end}}, gaps[i+1:]...)
 			break

@@ -123,6 +123,9 @@ func asAPIError(err error) *Error {
 			return &Error{Code: bc.code, Err: err}
 		}
 	}
+	if isNoSpace(err) {
+		return &Error{Code: CodeNoSpace, Detail: "no space left on device", Err: err}
+	}
 	return &Error{Code: CodeUnknown, Err: err}
 }
 
