@@ -242,3 +242,91 @@ func TestProbeBudgetIdleFleet(t *testing.T) {
 		t.Error("no test bytes were downloaded")
 	}
 }
+
+// TestDownloadScoredMovesStalledRange: under the scored policy a peer
+// that stops sending loses its range to the idle healthy peer as soon as
+// it falls behind its expected time, long before the stall watchdog.
+func TestDownloadScoredMovesStalledRange(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cfg := testConfig()
+	cfg.Download.StallTimeout = 20 * time.Second
+	blob := randomBlob(12, 1<<20)
+	slow := stallSource{MemorySource: NewMemorySource(), after: 10 << 10}
+	d := slow.Put(blob)
+	fine := NewMemorySource()
+	fine.Put(blob)
+	client := startNode(t, cfg, NewMemorySource())
+	s, f := startNode(t, cfg, slow), startNode(t, cfg, fine)
+
+	dst := newMemFile(int64(len(blob)))
+	start := time.Now()
+	st, err := client.Download(ctx, d, int64(len(blob)), []peer.AddrInfo{addrInfo(s), addrInfo(f)}, dst)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+	if !bytes.Equal(dst.Bytes(), blob) {
+		t.Fatal("downloaded bytes differ")
+	}
+	if took > cfg.Download.StallTimeout/4 {
+		t.Fatalf("download took %v: the stalled range waited for the watchdog (%v)", took, cfg.Download.StallTimeout)
+	}
+	for i, c := range st.Chunks {
+		if c.Peer != f.ID() {
+			t.Fatalf("chunk %d from %s, want every chunk from the healthy peer", i, c.Peer)
+		}
+	}
+	if ss, fs := client.Score(s.ID()).Throughput, client.Score(f.ID()).Throughput; ss*5 > fs {
+		t.Fatalf("stalled peer scores %.0f B/s against the healthy one's %.0f B/s: want under a fifth", ss, fs)
+	}
+	t.Logf("stalled range moved: download took %v", took)
+}
+
+// TestOnDemandProbes: before a download of at least OnDemandSize, the
+// candidates without a fresh measurement are probed (RTT and throughput),
+// once: a second download right after finds them fresh.
+func TestOnDemandProbes(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cfg := testConfig()
+	cfg.Probe.Interval = 0 // no scheduled probes
+	cfg.Probe.OnDemandSize = 256 << 10
+	cfg.Probe.Bytes = 64 << 10
+	blob := randomBlob(13, 512<<10)
+	srcs := []BlobSource{NewMemorySource()}
+	var d = NewMemorySource().Put(blob)
+	for range 2 {
+		m := NewMemorySource()
+		m.Put(blob)
+		srcs = append(srcs, m)
+	}
+	nodes, _ := shapedFleet(t, 3, cfg, 2*time.Millisecond, 8<<20, srcs...)
+	client := nodes[0]
+	providers := []peer.AddrInfo{addrInfo(nodes[1]), addrInfo(nodes[2])}
+	for range 2 {
+		dst := newMemFile(int64(len(blob)))
+		if _, err := client.Download(ctx, d, int64(len(blob)), providers, dst); err != nil {
+			t.Fatalf("Download: %v", err)
+		}
+		if !bytes.Equal(dst.Bytes(), blob) {
+			t.Fatal("downloaded bytes differ")
+		}
+	}
+	st := client.Stats()
+	if st.Probes != 2 || st.ProbeBytes != 2*cfg.Probe.Bytes {
+		t.Fatalf("Probes = %d, ProbeBytes = %d; want one probe of %d bytes per provider", st.Probes, st.ProbeBytes, cfg.Probe.Bytes)
+	}
+	for _, p := range nodes[1:] {
+		sc := client.Score(p.ID())
+		if sc.RTT <= 0 || sc.Probed.IsZero() || sc.Wanted.IsZero() {
+			t.Fatalf("provider %s after on-demand probes: %+v", p.ID().ShortString(), sc)
+		}
+	}
+	peers := client.Peers(0)
+	if len(peers) != 2 || peers[0].Expected <= 0 || peers[0].Expected > peers[1].Expected {
+		t.Fatalf("Peers = %+v, want both providers, best first", peers)
+	}
+}
