@@ -76,8 +76,6 @@ type Node struct {
 	slots   uploadSlots
 
 	prober     *prober
-	probeCtx   context.Context // ends when the node closes; bounds on-demand probes
-	stopProbes context.CancelFunc
 	probes     atomic.Int64 // probes made (scheduled, on demand and Probe)
 	probeBytes atomic.Int64 // test download bytes received
 
@@ -128,7 +126,6 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 	}
 	ensurePing(n.host)
 	n.prober = newProber(n, cfg.Probe, time.Now())
-	n.probeCtx, n.stopProbes = context.WithCancel(context.WithoutCancel(ctx))
 
 	bootstrap, err := parseBootstrap(cfg.Bootstrap)
 	if err != nil {
@@ -318,9 +315,6 @@ func (n *Node) bootstrap(ctx context.Context, peers []peer.AddrInfo) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closed)
-		if n.stopProbes != nil {
-			n.stopProbes()
-		}
 		var errs []error
 		if n.server != nil {
 			errs = append(errs, ignoreClosed(n.server.Close()))
@@ -341,7 +335,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.host.Close())
 		}
 		if n.prober != nil {
-			n.prober.wg.Wait() // probes end with the host
+			n.prober.close() // probes end with the host
 		}
 		if err := errors.Join(errs...); err != nil {
 			n.closeErr = fmt.Errorf("p2p: close: %w", err)

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -27,6 +28,7 @@ type prober struct {
 	wg   sync.WaitGroup
 
 	mu      sync.Mutex
+	stopped bool    // no probe starts after close
 	probes  *Budget // probes per second
 	bytes   *Budget // test download bytes per second
 	running map[peer.ID]bool
@@ -52,9 +54,9 @@ func (pr *prober) tick() time.Duration {
 	return min(t, max(pr.opts.Interval/2, time.Millisecond))
 }
 
-// run probes due peers until ctx ends, then waits for running probes.
+// run probes due peers until ctx ends. Probes still running end with
+// ctx; close waits for them.
 func (pr *prober) run(ctx context.Context) {
-	defer pr.wg.Wait()
 	if pr.opts.Interval <= 0 {
 		return
 	}
@@ -68,6 +70,14 @@ func (pr *prober) run(ctx context.Context) {
 		}
 		pr.schedule(ctx, time.Now())
 	}
+}
+
+// close stops new probes and waits for the running ones.
+func (pr *prober) close() {
+	pr.mu.Lock()
+	pr.stopped = true
+	pr.mu.Unlock()
+	pr.wg.Wait()
 }
 
 // schedule starts probes of the due peers the budget allows: connected
@@ -99,6 +109,9 @@ func (pr *prober) schedule(ctx context.Context, now time.Time) {
 
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
+	if pr.stopped {
+		return
+	}
 	for _, p := range due {
 		if len(pr.running) >= pr.opts.Concurrency {
 			return
@@ -130,7 +143,7 @@ func (pr *prober) startLocked(ctx context.Context, p peer.ID, size int64, limit 
 	pr.wg.Go(func() {
 		pctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
-		got := pr.n.measure(pctx, p, size)
+		got := pr.n.measure(pctx, p, size, false)
 		pr.mu.Lock()
 		delete(pr.running, p)
 		if size > got {
@@ -158,6 +171,10 @@ func (pr *prober) probeNow(ctx context.Context, cands []peer.AddrInfo) {
 	}
 	var wg sync.WaitGroup
 	pr.mu.Lock()
+	if pr.stopped {
+		pr.mu.Unlock()
+		return
+	}
 	for _, p := range stale {
 		if pr.running[p] || !pr.probes.Borrow(1, now) {
 			continue
@@ -178,7 +195,7 @@ func (pr *prober) probeNow(ctx context.Context, cands []peer.AddrInfo) {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, pr.opts.OnDemandWait)
 			defer cancel()
-			got := pr.n.measure(pctx, p, size)
+			got := pr.n.measure(pctx, p, size, true)
 			pr.mu.Lock()
 			delete(pr.running, p)
 			if size > got {
@@ -192,11 +209,12 @@ func (pr *prober) probeNow(ctx context.Context, cands []peer.AddrInfo) {
 }
 
 // measure pings p and, if size > 0, downloads size test bytes from it at
-// the same time, and feeds the results to the scores. A download cut
-// short by ctx's deadline still yields the rate seen so far. A probe
-// that fails outright counts as a failure of p. It returns the test bytes
-// received.
-func (n *Node) measure(ctx context.Context, p peer.ID, size int64) int64 {
+// the same time, and feeds the results to the scores. With partial (on
+// demand) a download cut short by ctx's deadline still yields the rate
+// seen so far; otherwise a probe that fails or times out counts as a
+// failure of p (not when ctx was cancelled: the node is closing). It
+// returns the test bytes received.
+func (n *Node) measure(ctx context.Context, p peer.ID, size int64, partial bool) int64 {
 	var (
 		wg      sync.WaitGroup
 		rtt     time.Duration
@@ -212,12 +230,12 @@ func (n *Node) measure(ctx context.Context, p peer.ID, size int64) int64 {
 	wg.Wait()
 	now := time.Now()
 	n.probeBytes.Add(got)
-	cut := ctx.Err() != nil
+	cut := errors.Is(ctx.Err(), context.Canceled) || (partial && ctx.Err() != nil)
 	n.mu.Lock()
 	if pingErr == nil {
 		n.scores.ObserveRTT(p, rtt, now)
 	}
-	if got > 0 && (dlErr == nil || cut) {
+	if got > 0 && (dlErr == nil || ctx.Err() != nil) {
 		n.scores.ObserveRate(p, transferRate(got, elapsed, n.scores.Score(p, now).RTT, 1), now)
 	}
 	n.mu.Unlock()
