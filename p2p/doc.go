@@ -21,14 +21,23 @@
 //
 // Download fetches a blob from several providers at once: the blob is cut
 // into chunks, runs of adjacent chunks go to one peer in one ranged
-// request (guided self-scheduling: runs shrink as the blob fills), faster
-// peers lease more runs and steal the unstarted tail of slower peers'
+// request (runs shrink as the blob fills), faster peers lease more runs and steal the unstarted tail of slower peers'
 // runs, and a failing or stalled peer's unfinished chunks go back to the
 // queue. Bytes land in the caller's io.WriterAt. Download does not verify
 // the blob; Fetch wraps it with the caller's verification, finds the peers
 // that sent bad bytes by comparing keyed per-chunk hashes against a
 // verified attempt, bans them and retries without them.
 //
-// The scheduling and scoring cores (schedule.go, scores.go) are pure code
-// with no I/O.
+// Sources are chosen by active probes (DESIGN §5): the prober keeps each
+// peer's RTT (libp2p ping) and throughput (a test download from /probe
+// and real ranges) on a jittered schedule within a budget of probes and
+// bytes per second, and probes stale candidates before a large download.
+// Under the scored policy (DownloadOptions.Selection) a range's expected
+// time is rtt + size/throughput, inflated by load and failures; leases
+// are sized so that every peer is expected to finish together, peers too
+// slow to help get none, and a range whose owner falls behind moves to an
+// idle faster peer. The random policy is the baseline without scoring.
+//
+// The scheduling and scoring cores (schedule.go, scores.go, scorer.go,
+// budget.go) are pure code with no I/O and no clock.
 package p2p
