@@ -42,7 +42,7 @@ func (n *Node) Peers(limit int) []PeerInfo {
 	chunk := n.cfg.Download.ChunkSize
 	n.mu.Lock()
 	known := n.scores.Known()
-	prior := n.scores.Prior(known, DefaultEstimate)
+	prior := n.scores.Prior(known, defaultEstimate)
 	out := make([]PeerInfo, 0, len(known))
 	for _, p := range known {
 		sc := n.scores.Score(p, now)

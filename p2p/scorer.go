@@ -38,9 +38,9 @@ type Estimate struct {
 	Throughput float64
 }
 
-// DefaultEstimate is the prior when nothing is known about any candidate:
+// defaultEstimate is the prior when nothing is known about any candidate:
 // a LAN peer.
-var DefaultEstimate = Estimate{RTT: 5 * time.Millisecond, Throughput: 50 << 20}
+var defaultEstimate = Estimate{RTT: 5 * time.Millisecond, Throughput: 50 << 20}
 
 // Time is the expected time to fetch size bytes: rtt + size/throughput.
 // A peer with no throughput is infinitely slow.

@@ -74,7 +74,7 @@ func TestScoresRank(t *testing.T) {
 			s := NewScores()
 			tt.setup(s)
 			same := func(p peer.ID) bool { return p == tt.group }
-			got := ids(s.Rank(all, chunk, DefaultEstimate, same, tt.at))
+			got := ids(s.Rank(all, chunk, defaultEstimate, same, tt.at))
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("Rank = %v, want %v", got, tt.want)
 			}

@@ -74,7 +74,7 @@ func (n *Node) rank(cands []peer.AddrInfo, opts DownloadOptions) []peer.AddrInfo
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.scores.Rank(cands, opts.ChunkSize, DefaultEstimate, n.cfg.SameGroup, time.Now())
+	return n.scores.Rank(cands, opts.ChunkSize, defaultEstimate, n.cfg.SameGroup, time.Now())
 }
 
 // prior is the estimate for candidates nothing is known about.
@@ -85,7 +85,7 @@ func (n *Node) prior(cands []peer.AddrInfo) Estimate {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.scores.Prior(ids, DefaultEstimate)
+	return n.scores.Prior(ids, defaultEstimate)
 }
 
 // want marks candidates as wanted, so the prober keeps them fresh.
