@@ -53,9 +53,6 @@ func (n *Node) Peers(limit int) []PeerInfo {
 		})
 	}
 	n.mu.Unlock()
-	for i := range out {
-		out[i].SameGroup = n.cfg.SameGroup != nil && n.cfg.SameGroup(out[i].ID)
-	}
 	slices.SortStableFunc(out, func(a, b PeerInfo) int {
 		if a.Banned != b.Banned {
 			if a.Banned {
@@ -70,6 +67,9 @@ func (n *Node) Peers(limit int) []PeerInfo {
 	})
 	if limit > 0 && len(out) > limit {
 		out = out[:limit]
+	}
+	for i := range out { // after the cut: SameGroup may scan the membership
+		out[i].SameGroup = n.cfg.SameGroup != nil && n.cfg.SameGroup(out[i].ID)
 	}
 	return out
 }
