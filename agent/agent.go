@@ -394,6 +394,7 @@ func (a *Agent) openP2P(ctx context.Context) (*p2p.Node, error) {
 	pcfg.SwarmKeyFile = a.cfg.P2P.SwarmKeyFile
 	pcfg.IdentityFile = filepath.Join(a.cfg.DataDir, "p2p", "identity.key")
 	pcfg.Logger = a.log.With("part", "p2p")
+	pcfg.SameGroup = a.sameGroup
 	if a.embed.p2p != nil {
 		a.embed.p2p(&pcfg)
 	}

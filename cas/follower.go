@@ -115,8 +115,10 @@ func (f *Follower) await(off int64, n int, full bool) (limit int64, committed bo
 			size := w.info.Size
 			w.mu.Unlock()
 			return size, true, nil
-		case w.written.prefix() >= want:
-			limit := w.written.prefix()
+		case w.written.extent(off) >= want:
+			// The bytes at off are written (not necessarily those before:
+			// a multi-source fetch fills ranges out of order).
+			limit := w.written.extent(off)
 			w.mu.Unlock()
 			return limit, false, nil
 		}
@@ -265,6 +267,24 @@ func (f *Follower) Available() int64 {
 		return f.w.info.Size
 	}
 	return f.w.written.prefix()
+}
+
+// Held returns the byte ranges [start, end) of the blob that can be read
+// without waiting, in order: the whole blob once committed.
+func (f *Follower) Held() [][2]int64 {
+	if f.w == nil {
+		return [][2]int64{{0, f.size}}
+	}
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	if f.w.state == stateCommitted {
+		return [][2]int64{{0, f.w.info.Size}}
+	}
+	out := make([][2]int64, len(f.w.written))
+	for i, r := range f.w.written {
+		out[i] = [2]int64{r.start, r.end}
+	}
+	return out
 }
 
 // Close releases the follower.

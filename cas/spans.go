@@ -15,6 +15,20 @@ func (s spans) prefix() int64 {
 	return 0
 }
 
+// extent returns the end of the range that holds byte off, or off when
+// none does.
+func (s spans) extent(off int64) int64 {
+	for _, r := range s {
+		if r.start <= off && off < r.end {
+			return r.end
+		}
+		if r.start > off {
+			break
+		}
+	}
+	return off
+}
+
 // add returns s with [a, b) included.
 func (s spans) add(a, b int64) spans {
 	if a >= b {

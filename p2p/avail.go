@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
@@ -18,20 +20,33 @@ const (
 	// HeaderAvailable is how many bytes of the blob, from its start, the
 	// serving peer holds (its size when the blob is complete).
 	HeaderAvailable = "Shoal-Available"
+	// HeaderHave lists the byte ranges the serving peer holds, as
+	// "first-last" pairs (inclusive, like HTTP ranges) separated by commas,
+	// or "none"; absent when it holds the whole blob.
+	HeaderHave = "Shoal-Have"
 	// HeaderUploaders is how many peers are downloading blobs from it now.
 	HeaderUploaders = "Shoal-Uploaders"
 	// HeaderUploadSlots is how many peers it serves at once (0: no limit).
 	HeaderUploadSlots = "Shoal-Upload-Slots"
+	// HeaderHeldOnly on a request asks for 416 (with Shoal-Have) instead
+	// of a wait when the peer does not hold the whole range yet.
+	HeaderHeldOnly = "Shoal-Held-Only"
 )
 
 // ErrBusy is returned (as 503) when every upload slot is taken.
 var ErrBusy = errors.New("p2p: every upload slot is taken; try another peer")
+
+// errNotHeld is returned (as 416) for a Shoal-Held-Only request of a range
+// the peer does not hold yet.
+var errNotHeld = errors.New("p2p: range not held yet; try another peer")
 
 // Availability is what a provider says about a blob and its upload load.
 type Availability struct {
 	Peer      peer.AddrInfo
 	Size      int64
 	Available int64
+	// Have are the ranges [start, end) held, in order.
+	Have      [][2]int64
 	Uploaders int
 	Slots     int
 }
@@ -66,6 +81,9 @@ func (n *Node) Availability(ctx context.Context, p peer.AddrInfo, d digest.Diges
 		if a.Available, err = strconv.ParseInt(v, 10, 64); err != nil || a.Available < 0 || a.Available > a.Size {
 			return a, fmt.Errorf("availability of %s on %s: bad %s %q", d, p.ID, HeaderAvailable, v)
 		}
+	}
+	if a.Have, err = parseHave(resp.Header.Get(HeaderHave), a.Size); err != nil {
+		return a, fmt.Errorf("availability of %s on %s: %w", d, p.ID, err)
 	}
 	a.Uploaders, _ = strconv.Atoi(resp.Header.Get(HeaderUploaders))
 	a.Slots, _ = strconv.Atoi(resp.Header.Get(HeaderUploadSlots))
@@ -116,10 +134,130 @@ func (s *uploadSlots) load() (uploaders, limit int) {
 	return len(s.peers), s.limit
 }
 
-// availableOf is how much of a blob being served is present.
-func availableOf(rc any, size int64) int64 {
+// availableOf is how much of a blob being served is present from its
+// start, and which ranges are (nil: all of it).
+func availableOf(rc any, size int64) (int64, [][2]int64) {
+	avail := size
 	if a, ok := rc.(interface{ Available() int64 }); ok {
-		return a.Available()
+		avail = a.Available()
 	}
-	return size
+	if avail >= size {
+		return size, nil
+	}
+	if h, ok := rc.(interface{ Held() [][2]int64 }); ok {
+		return avail, h.Held()
+	}
+	return avail, [][2]int64{{0, avail}}
+}
+
+// maxHaveRanges bounds the ranges a Shoal-Have header may list.
+const maxHaveRanges = 1024
+
+// formatHave writes ranges [start, end) as "first-last,..." ("none" when
+// there are none).
+func formatHave(have [][2]int64) string {
+	var b []byte
+	for i, r := range have {
+		if i == maxHaveRanges {
+			break
+		}
+		if r[1] <= r[0] {
+			continue
+		}
+		if len(b) > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, r[0], 10)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, r[1]-1, 10)
+	}
+	if len(b) == 0 {
+		return "none"
+	}
+	return string(b)
+}
+
+// parseHave reads a Shoal-Have header: empty (absent) means the whole blob,
+// "none" nothing. Ranges must be in order, disjoint and inside the blob.
+func parseHave(v string, size int64) ([][2]int64, error) {
+	switch v {
+	case "":
+		return [][2]int64{{0, size}}, nil
+	case "none":
+		return [][2]int64{}, nil
+	}
+	var out [][2]int64
+	prev := int64(-1)
+	for part := range strings.SplitSeq(v, ",") {
+		if len(out) == maxHaveRanges {
+			return nil, fmt.Errorf("bad %s: more than %d ranges", HeaderHave, maxHaveRanges)
+		}
+		a, b, ok := strings.Cut(strings.TrimSpace(part), "-")
+		first, err1 := strconv.ParseInt(a, 10, 64)
+		last, err2 := strconv.ParseInt(b, 10, 64)
+		if !ok || err1 != nil || err2 != nil || first <= prev || last < first || last >= size {
+			return nil, fmt.Errorf("bad %s range %q", HeaderHave, part)
+		}
+		out = append(out, [2]int64{first, last + 1})
+		prev = last
+	}
+	return out, nil
+}
+
+// holds reports whether ranges have cover [a, b).
+func holds(have [][2]int64, a, b int64) bool {
+	for _, r := range have {
+		if r[0] <= a && b <= r[1] {
+			return true
+		}
+		if r[0] > a {
+			return false
+		}
+	}
+	return false
+}
+
+// spread keeps a host from sending the same range to every peer that
+// asks for it at once (BitTorrent calls this super-seeding): once a range
+// of a blob went to spreadCopies peers in the last spreadWindow, further
+// swarm (Shoal-Held-Only) requests for it are told to try elsewhere (503);
+// the peers that got it serve it on. Entries expire, so a range whose
+// recipients vanished is served again.
+type spread struct {
+	mu   sync.Mutex
+	sent map[spreadKey][]time.Time
+}
+
+type spreadKey struct {
+	d   digest.Digest
+	off int64
+}
+
+const (
+	spreadCopies = 2
+	spreadWindow = 2 * time.Second
+	spreadMax    = 1 << 16 // entries kept before the table is reset
+)
+
+// admit records a request for bytes of d at off and reports whether this
+// host should serve it.
+func (s *spread) admit(d digest.Digest, off int64, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sent == nil || len(s.sent) > spreadMax {
+		s.sent = make(map[spreadKey][]time.Time)
+	}
+	k := spreadKey{d, off}
+	recent := s.sent[k][:0]
+	for _, t := range s.sent[k] {
+		if now.Sub(t) < spreadWindow {
+			recent = append(recent, t)
+		}
+	}
+	if len(recent) >= spreadCopies {
+		s.sent[k] = recent
+		return false
+	}
+	s.sent[k] = append(recent, now)
+	return true
 }

@@ -74,6 +74,7 @@ type Node struct {
 	scores  *Scores
 	fetched map[peer.ID]int64
 	slots   uploadSlots
+	spread  spread
 
 	prober     *prober
 	probes     atomic.Int64 // probes made (scheduled, on demand and Probe)

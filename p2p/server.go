@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -50,7 +51,7 @@ func (n *Node) wrap(h func(http.ResponseWriter, *http.Request) error) http.Handl
 			code = http.StatusNotFound
 		case errors.Is(err, ErrBusy):
 			code = http.StatusServiceUnavailable
-		case errors.Is(err, errUnsatisfiableRange):
+		case errors.Is(err, errUnsatisfiableRange), errors.Is(err, errNotHeld):
 			code = http.StatusRequestedRangeNotSatisfiable
 		case errors.Is(err, errBadRequest), errors.Is(err, errBadRange):
 			code = http.StatusBadRequest
@@ -83,7 +84,11 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Length", strconv.FormatInt(length, 10))
 	uploaders, slots := n.slots.load()
-	h.Set(HeaderAvailable, strconv.FormatInt(availableOf(rc, size), 10))
+	avail, have := availableOf(rc, size)
+	h.Set(HeaderAvailable, strconv.FormatInt(avail, 10))
+	if have != nil {
+		h.Set(HeaderHave, formatHave(have))
+	}
 	h.Set(HeaderUploaders, strconv.Itoa(uploaders))
 	h.Set(HeaderUploadSlots, strconv.Itoa(slots))
 	status := http.StatusOK
@@ -94,6 +99,14 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodHead {
 		w.WriteHeader(status)
 		return nil
+	}
+	if r.Header.Get(HeaderHeldOnly) != "" {
+		if have != nil && !holds(have, off, off+length) {
+			return errNotHeld // the swarm asks elsewhere rather than wait here
+		}
+		if !n.spread.admit(d, off, time.Now()) {
+			return ErrBusy // it went out twice just now: ask those peers
+		}
 	}
 	if !n.slots.take(r.RemoteAddr) {
 		return ErrBusy

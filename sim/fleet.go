@@ -251,6 +251,9 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 			agent.WithP2PConfig(func(c *p2p.Config) {
 				c.Host = sh
 				c.Download.ChunkSize = chunk
+				if f.strategy == RandomPeer {
+					c.Download.Selection = p2p.SelectRandom
+				}
 				c.FindGrace = 50 * time.Millisecond
 			}),
 			agent.WithClusterConfig(func(c *locks.Config) {
@@ -266,7 +269,7 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 		return err
 	}
 	log := f.log
-	if f.trace != nil && f.traceNode == n.spec.Name {
+	if f.trace != nil && (f.traceNode == n.spec.Name || f.traceNode == "all") {
 		log = f.trace
 	}
 	a, err := agent.New(cfg, log.With("node", n.spec.Name), opts...)

@@ -42,7 +42,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: the scenario's)")
 	dir := fs.String("dir", "", "directory for the agents' data (default: a temporary directory)")
 	logFile := fs.String("log", "", "write the agents' warnings and errors to this file")
-	traceNode := fs.String("trace-node", "", "log this host's agent at debug level to the --log file")
+	traceNode := fs.String("trace-node", "", "log this host's agent (or every agent: all) at debug level to the --log file")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
 	// Flags may come before or after the scenario file.
 	rest := args[1:]

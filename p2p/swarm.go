@@ -1,0 +1,369 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
+)
+
+// SwarmOptions tune Swarm.
+type SwarmOptions struct {
+	// ChunkSize is the unit of a request. Default: the node's download
+	// chunk size.
+	ChunkSize int64
+	// Streams is how many chunk requests run at once. Default 4.
+	Streams int
+	// PerPeer is how many of them may go to one provider. Default 2.
+	PerPeer int
+	// Refresh, if set, is called every RefreshEvery to learn providers
+	// that appeared since the download started (the DHT).
+	Refresh      func(ctx context.Context) []peer.AddrInfo
+	RefreshEvery time.Duration
+	// Stall abandons a request that brought no byte for this long.
+	// Default 3s (a holder serves from its disk at once).
+	Stall time.Duration
+	// GiveUp ends the download when no provider could serve anything for
+	// this long. Default 10s.
+	GiveUp time.Duration
+}
+
+// SwarmStats describe a swarm download.
+type SwarmStats struct {
+	Bytes       int64
+	BytesByPeer map[peer.ID]int64
+	Requests    int
+	// Busy counts requests a provider refused for lack of an upload slot.
+	Busy int
+}
+
+// swarmPeer is what a swarm download knows about one provider.
+type swarmPeer struct {
+	ai        peer.AddrInfo
+	have      [][2]int64 // ranges it holds, as last heard (nil: unknown)
+	uploaders int        // peers it was serving, as last heard
+	inflight  int
+	busyUntil time.Time
+	fails     int
+	asking    bool // a HEAD is running
+	asked     time.Time
+}
+
+type swarmEvent struct {
+	kind  int // evChunk, evHead, evRefresh
+	chunk int
+	p     peer.ID
+	got   int64
+	have  [][2]int64
+	load  int // the provider's uploaders, from its answer (-1: unknown)
+	err   error
+	provs []peer.AddrInfo
+}
+
+const (
+	evChunk = iota
+	evHead
+	evRefresh
+)
+
+// maxSwarmFails drops a provider after this many failed requests.
+const maxSwarmFails = 3
+
+// Swarm downloads d (size bytes) into dst in chunks from providers that
+// may themselves still be downloading it (DESIGN §2, swarm). Providers say
+// which ranges they hold (Shoal-Have, on HEAD and on every response); each
+// chunk goes to a provider that holds all of it, the rarest chunk first,
+// so that hosts take different chunks from the first holders and then
+// trade them, and chunks spread from the origin reader like an epidemic.
+// Requests are Shoal-Held-Only: a provider that lost the range (its own
+// attempt failed) answers 416 at once instead of waiting, so no request
+// waits on a peer that waits. A provider out of upload slots is skipped
+// for a moment; new providers come from opts.Refresh. dst holds every
+// byte once the call returns nil; the caller verifies the whole blob
+// (peers are not trusted).
+func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []peer.AddrInfo, dst io.WriterAt, opts SwarmOptions) (SwarmStats, error) {
+	st := SwarmStats{BytesByPeer: map[peer.ID]int64{}}
+	if size < 0 {
+		return st, fmt.Errorf("swarm %s: negative size", d)
+	}
+	if opts.ChunkSize <= 0 {
+		opts.ChunkSize = n.cfg.Download.ChunkSize
+	}
+	if opts.Streams <= 0 {
+		opts.Streams = 4
+	}
+	if opts.PerPeer <= 0 {
+		opts.PerPeer = 2
+	}
+	if opts.RefreshEvery <= 0 {
+		opts.RefreshEvery = 300 * time.Millisecond
+	}
+	if opts.Stall <= 0 {
+		opts.Stall = 3 * time.Second
+	}
+	if opts.GiveUp <= 0 {
+		opts.GiveUp = 10 * time.Second
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	chunks := int((size + opts.ChunkSize - 1) / opts.ChunkSize)
+	done := make([]bool, chunks)
+	inflight := make([]bool, chunks)
+	remaining := chunks
+	peers := map[peer.ID]*swarmPeer{}
+	events := make(chan swarmEvent, 64)
+	running := 0 // goroutines that will send an event
+	defer func() {
+		cancel()
+		for ; running > 0; running-- {
+			<-events
+		}
+	}()
+
+	self := n.host.ID()
+	add := func(list []peer.AddrInfo) {
+		for _, ai := range list {
+			if ai.ID == self || peers[ai.ID] != nil {
+				continue
+			}
+			n.addProviderAddrs([]peer.AddrInfo{ai})
+			peers[ai.ID] = &swarmPeer{ai: ai}
+		}
+	}
+	add(provs)
+	head := func(sp *swarmPeer, now time.Time) {
+		sp.asking, sp.asked = true, now
+		running++
+		go func() {
+			hctx, hcancel := context.WithTimeout(ctx, 3*time.Second)
+			defer hcancel()
+			a, err := n.Availability(hctx, sp.ai, d)
+			events <- swarmEvent{kind: evHead, p: sp.ai.ID, have: a.Have, load: a.Uploaders, err: err}
+		}()
+	}
+	refreshing := false
+	lastRefresh := time.Now()
+	lastProgress := time.Now()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+
+	for remaining > 0 {
+		now := time.Now()
+		// Hand out chunks: the rarest first (held by the fewest providers),
+		// so that different hosts take different chunks from the first
+		// holders and then trade them; each from its least loaded holder.
+		active := 0
+		for _, f := range inflight {
+			if f {
+				active++
+			}
+		}
+		for active < opts.Streams {
+			c, sp := pickChunk(peers, done, inflight, opts.ChunkSize, size, opts.PerPeer, now)
+			if sp == nil {
+				break
+			}
+			off := int64(c) * opts.ChunkSize
+			end := min(off+opts.ChunkSize, size)
+			inflight[c] = true
+			sp.inflight++
+			active++
+			st.Requests++
+			running++
+			go func() {
+				got, have, load, err := n.swarmChunk(ctx, sp.ai.ID, d, off, end, size, dst, opts.Stall)
+				events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: have, load: load, err: err}
+			}()
+		}
+		// Stuck for want of a holder: ask a few providers that may have
+		// moved on what they hold now.
+		if active < opts.Streams {
+			asked := 0
+			for _, sp := range peers {
+				if asked >= 4 {
+					break
+				}
+				if sp.fails < maxSwarmFails && !holds(sp.have, 0, size) && !sp.asking && now.Sub(sp.asked) >= 100*time.Millisecond {
+					head(sp, now)
+					asked++
+				}
+			}
+		}
+		if opts.Refresh != nil && !refreshing && now.Sub(lastRefresh) >= opts.RefreshEvery {
+			refreshing = true
+			running++
+			go func() { events <- swarmEvent{kind: evRefresh, provs: opts.Refresh(ctx)} }()
+		}
+		if active == 0 && now.Sub(lastProgress) > opts.GiveUp {
+			return st, fmt.Errorf("swarm %s: no provider could serve for %s: %w", d, opts.GiveUp, ErrNoProviders)
+		}
+
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-tick.C:
+		case ev := <-events:
+			running--
+			sp := peers[ev.p]
+			switch ev.kind {
+			case evRefresh:
+				refreshing, lastRefresh = false, time.Now()
+				add(ev.provs)
+			case evHead:
+				sp.asking = false
+				if ev.err != nil {
+					sp.fails++
+				} else {
+					sp.have, sp.uploaders = ev.have, ev.load
+				}
+			case evChunk:
+				inflight[ev.chunk] = false
+				sp.inflight--
+				st.Bytes += ev.got
+				st.BytesByPeer[ev.p] += ev.got
+				if ev.got > 0 {
+					lastProgress = time.Now()
+				}
+				if ev.have != nil {
+					sp.have = ev.have
+				}
+				if ev.load >= 0 {
+					sp.uploaders = ev.load
+				}
+				var busy *statusError
+				switch {
+				case ev.err == nil:
+					done[ev.chunk] = true
+					remaining--
+				case errors.As(ev.err, &busy) && busy.code == http.StatusRequestedRangeNotSatisfiable:
+					// Not held after all (the answer said what is): ask again.
+					n.log.Debug("swarm range not held", "digest", d, "peer", ev.p, "chunk", ev.chunk, "have", ev.have, "err", ev.err)
+				case errors.As(ev.err, &busy) && (busy.code == http.StatusServiceUnavailable || busy.code == http.StatusTooManyRequests):
+					st.Busy++
+					sp.busyUntil = time.Now().Add(20*time.Millisecond + rand.N(60*time.Millisecond))
+				case ctx.Err() != nil:
+					return st, ctx.Err()
+				default:
+					sp.fails++
+					n.log.Debug("swarm request failed", "digest", d, "peer", ev.p, "chunk", ev.chunk, "err", ev.err)
+				}
+			}
+		}
+	}
+	return st, nil
+}
+
+// pickChunk chooses the next chunk to ask for and its provider. A chunk's
+// cost is the load of its least loaded holder (the peers the holder
+// serves, plus our own requests to it): chunks that an idle peer holds
+// come before the newest chunk that only the origin reader holds, so the
+// first holder's uplink carries each chunk about once and the others trade
+// what they got. Among equal costs the rarest chunk wins, then chance.
+// Eligible providers have a free request slot, were not busy a moment ago
+// and have not failed too often; only providers holding the whole chunk
+// are asked, so no request waits on a peer that is itself waiting.
+func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, size int64, perPeer int, now time.Time) (int, *swarmPeer) {
+	var eligible []*swarmPeer
+	for _, sp := range peers {
+		if sp.fails < maxSwarmFails && sp.inflight < perPeer && !now.Before(sp.busyUntil) && sp.have != nil {
+			eligible = append(eligible, sp)
+		}
+	}
+	if len(eligible) == 0 {
+		return -1, nil
+	}
+	cost := func(sp *swarmPeer) int { return sp.uploaders + 2*sp.inflight }
+	bestChunk, ties := -1, 0
+	var bestHolder *swarmPeer
+	bestCost, bestCount := 0, 0
+	for c := range done {
+		if done[c] || inflight[c] {
+			continue
+		}
+		off := int64(c) * chunkSize
+		end := min(off+chunkSize, size)
+		count := 0
+		var holder *swarmPeer
+		for _, sp := range eligible {
+			if !holds(sp.have, off, end) {
+				continue
+			}
+			count++
+			if holder == nil || cost(sp) < cost(holder) || (cost(sp) == cost(holder) && rand.N(count) == 0) {
+				holder = sp
+			}
+		}
+		if holder == nil {
+			continue
+		}
+		k := cost(holder)
+		switch {
+		case bestChunk < 0 || k < bestCost || (k == bestCost && count < bestCount):
+			bestChunk, bestHolder, bestCost, bestCount, ties = c, holder, k, count, 1
+		case k == bestCost && count == bestCount:
+			if ties++; rand.N(ties) == 0 {
+				bestChunk, bestHolder = c, holder
+			}
+		}
+	}
+	return bestChunk, bestHolder
+}
+
+// swarmChunk fetches bytes [off, end) of d from p into dst, writing as
+// they arrive. It returns the bytes written and the ranges p said it holds.
+func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, end, size int64, dst io.WriterAt, stall time.Duration) (got int64, avail [][2]int64, load int, err error) {
+	load = -1
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, blobURL(p, d), nil)
+	if err != nil {
+		return 0, nil, load, err
+	}
+	req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(end-1, 10))
+	req.Header.Set(HeaderHeldOnly, "1")
+	watchdog := time.AfterFunc(stall, cancel)
+	defer watchdog.Stop()
+	resp, err := n.client.Do(req)
+	if err != nil {
+		return 0, nil, load, fmt.Errorf("chunk at %d from %s: %w", off, p, err)
+	}
+	defer resp.Body.Close()
+	if avail, err = parseHave(resp.Header.Get(HeaderHave), size); err != nil {
+		avail = nil
+	}
+	if v, err := strconv.Atoi(resp.Header.Get(HeaderUploaders)); err == nil {
+		load = v
+	}
+	if err := checkStatus(resp, d, http.StatusPartialContent, http.StatusOK); err != nil {
+		return 0, avail, load, err
+	}
+	if resp.StatusCode == http.StatusOK && (off != 0 || resp.ContentLength != end) {
+		return 0, avail, load, fmt.Errorf("chunk at %d from %s: range ignored", off, p)
+	}
+	buf := make([]byte, 64<<10)
+	for got < end-off {
+		k, rerr := io.ReadFull(resp.Body, buf[:min(int64(len(buf)), end-off-got)])
+		if k > 0 {
+			watchdog.Reset(stall)
+			if _, werr := dst.WriteAt(buf[:k], off+got); werr != nil {
+				return got, avail, load, fmt.Errorf("chunk at %d: write: %w", off, werr)
+			}
+			got += int64(k)
+		}
+		if rerr != nil {
+			if got == end-off {
+				break
+			}
+			return got, avail, load, fmt.Errorf("chunk at %d from %s: %w", off, p, rerr)
+		}
+	}
+	return got, avail, load, nil
+}

@@ -1,0 +1,145 @@
+package p2p
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/opencontainers/go-digest"
+)
+
+// partialSource serves one blob of which only some ranges are present, as
+// a host that is still downloading it does.
+type partialSource struct {
+	mu   sync.Mutex
+	d    digest.Digest
+	blob []byte
+	have [][2]int64
+}
+
+func (s *partialSource) set(have ...[2]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.have = have
+}
+
+func (s *partialSource) OpenBlob(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
+	if d != s.d {
+		return nil, 0, ErrNotFound
+	}
+	return &partialReader{Reader: bytes.NewReader(s.blob), s: s}, int64(len(s.blob)), nil
+}
+
+type partialReader struct {
+	*bytes.Reader
+	s *partialSource
+}
+
+func (r *partialReader) Close() error { return nil }
+
+func (r *partialReader) Held() [][2]int64 {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	return append([][2]int64(nil), r.s.have...)
+}
+
+func (r *partialReader) Available() int64 {
+	h := r.Held()
+	if len(h) > 0 && h[0][0] == 0 {
+		return h[0][1]
+	}
+	return 0
+}
+
+func TestHaveHeader(t *testing.T) {
+	for _, c := range []struct {
+		in   [][2]int64
+		text string
+	}{
+		{[][2]int64{{0, 10}}, "0-9"},
+		{[][2]int64{{0, 10}, {20, 30}}, "0-9,20-29"},
+		{[][2]int64{{5, 6}}, "5-5"},
+		{[][2]int64{}, "none"},
+	} {
+		if got := formatHave(c.in); got != c.text {
+			t.Errorf("formatHave(%v) = %q, want %q", c.in, got, c.text)
+		}
+		back, err := parseHave(c.text, 100)
+		if err != nil || back == nil || len(back) != len(c.in) || (len(back) > 0 && back[0] != c.in[0]) {
+			t.Errorf("parseHave(%q) = %v, %v; want %v", c.text, back, err, c.in)
+		}
+	}
+	if h, err := parseHave("", 42); err != nil || len(h) != 1 || h[0] != [2]int64{0, 42} {
+		t.Errorf("empty header = %v, %v; want the whole blob", h, err)
+	}
+	for _, bad := range []string{"5-3", "0-9,5-20", "0-100", "x-1", "0-9,9-12", "-1-4"} {
+		if _, err := parseHave(bad, 100); err == nil {
+			t.Errorf("parseHave(%q) accepted", bad)
+		}
+	}
+	if !holds([][2]int64{{0, 10}, {20, 30}}, 20, 30) || holds([][2]int64{{0, 10}, {20, 30}}, 5, 25) {
+		t.Error("holds is wrong")
+	}
+}
+
+// TestSwarmFromPartialPeers: a downloader takes each chunk from a peer that
+// holds it, even when no peer holds the whole blob, and a peer asked for a
+// range it does not hold answers 416 at once instead of waiting.
+func TestSwarmFromPartialPeers(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	blob := randomBlob(9, 1<<20)
+	d := digest.FromBytes(blob)
+	half := int64(len(blob) / 2)
+	a := &partialSource{d: d, blob: blob}
+	a.set([2]int64{0, half})
+	b := &partialSource{d: d, blob: blob}
+	b.set([2]int64{half, int64(len(blob))})
+	cfg := testConfig()
+	nodes := startFleet(t, 3, cfg, nil, a, b)
+	me, pa, pb := nodes[0], nodes[1], nodes[2]
+
+	// A range the peer does not hold: 416 with what it holds, no wait.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, blobURL(pa.ID(), d), nil)
+	req.Header.Set("Range", "bytes=600000-700000")
+	req.Header.Set(HeaderHeldOnly, "1")
+	start := time.Now()
+	resp, err := me.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable || resp.Header.Get(HeaderHave) != "0-524287" {
+		t.Fatalf("range not held: %d %s=%q; want 416 and 0-524287", resp.StatusCode, HeaderHave, resp.Header.Get(HeaderHave))
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("a range not held made the request wait")
+	}
+
+	dst := newMemFile(int64(len(blob)))
+	st, err := me.Swarm(ctx, d, int64(len(blob)), []peer.AddrInfo{{ID: pa.ID(), Addrs: pa.Host().Addrs()}, {ID: pb.ID(), Addrs: pb.Host().Addrs()}}, dst, SwarmOptions{ChunkSize: 64 << 10})
+	if err != nil {
+		t.Fatalf("Swarm: %v", err)
+	}
+	if !bytes.Equal(dst.Bytes(), blob) {
+		t.Fatal("swarmed bytes differ")
+	}
+	if st.BytesByPeer[pa.ID()] != half || st.BytesByPeer[pb.ID()] != half {
+		t.Fatalf("bytes by peer %v; want %d from each", st.BytesByPeer, half)
+	}
+
+	// Nobody holds the middle: the swarm gives up in bounded time.
+	a.set([2]int64{0, 1000})
+	b.set([2]int64{half, int64(len(blob))})
+	_, err = me.Swarm(ctx, d, int64(len(blob)), []peer.AddrInfo{{ID: pa.ID(), Addrs: pa.Host().Addrs()}, {ID: pb.ID(), Addrs: pb.Host().Addrs()}}, newMemFile(int64(len(blob))), SwarmOptions{ChunkSize: 64 << 10, GiveUp: time.Second})
+	if !errors.Is(err, ErrNoProviders) {
+		t.Fatalf("Swarm with a hole = %v; want ErrNoProviders", err)
+	}
+}
