@@ -63,6 +63,7 @@ type Agent struct {
 	node         *p2p.Node      // nil when p2p is off
 	cluster      *locks.Cluster // nil when serf is off
 	lockService  *locks.Service // nil when serf is off
+	gater        *memberGater   // admits only serf members to libp2p; nil when serf is off
 	local        *locks.Local   // the locker when serf is off
 	locker       locks.Locker
 	holds        holds // locks held for local clients
@@ -172,6 +173,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.cfg.Serf.Enabled {
 		if err := a.openFleet(); err != nil {
 			return err
+		}
+		if a.gater != nil {
+			a.gater.use(a.cluster.Members)
 		}
 	} else {
 		lcfg := locks.DefaultLocalConfig()
@@ -395,6 +399,10 @@ func (a *Agent) openP2P(ctx context.Context) (*p2p.Node, error) {
 	pcfg.IdentityFile = filepath.Join(a.cfg.DataDir, "p2p", "identity.key")
 	pcfg.Logger = a.log.With("part", "p2p")
 	pcfg.SameGroup = a.sameGroup
+	if a.cfg.Serf.Enabled && a.cfg.Serf.KeyringFile != "" { // without a key anyone can join serf
+		a.gater = newMemberGater(a.cfg.P2P.Bootstrap, a.log.With("part", "gater"))
+		pcfg.ConnectionGater = a.gater
+	}
 	if a.embed.p2p != nil {
 		a.embed.p2p(&pcfg)
 	}

@@ -80,7 +80,7 @@ type SerfConfig struct {
 	Enabled       bool     `yaml:"enabled" doc:"Join the fleet's serf cluster (needs p2p; locks and origin dedup ride on it)."`
 	Addr          string   `yaml:"addr" doc:"Serf gossip address, host:port."`
 	Join          []string `yaml:"join" doc:"Serf addresses of members to join (host:port); they also bootstrap the DHT."`
-	KeyringFile   string   `yaml:"keyring_file" doc:"Serf keyring (JSON list of base64 keys, first primary): encrypts gossip."`
+	KeyringFile   string   `yaml:"keyring_file" doc:"Serf keyring (JSON list of base64 keys, first primary): encrypts gossip. With it, libp2p connections (DHT, blobs, locks) are admitted only from serf members and p2p.bootstrap peers."`
 	ProxyEligible bool     `yaml:"proxy_eligible" doc:"This node may act as its group's lock proxy."`
 	ProxyPriority int      `yaml:"proxy_priority" doc:"Higher wins the group's proxy election; ties go by name."`
 }
