@@ -92,4 +92,6 @@ func (g *memberGater) InterceptSecured(dir network.Direction, p peer.ID, addrs n
 }
 
 // InterceptUpgraded admits what InterceptSecured admitted.
-func (g *memberGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+func (g *memberGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
