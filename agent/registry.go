@@ -87,11 +87,11 @@ func (r *registry) GetBlob(ctx context.Context, repo string, d digest.Digest) (r
 		}
 		return r.mirrorGetBlob(ctx, m, d)
 	}
-	if f, info, err := openVerified(ctx, r.cas, r.log, d); err == nil {
+	if f, info, verified, err := openForServe(ctx, r.cas, r.log, d); err == nil {
 		// Blobs are read front to back: a larger readahead keeps sendfile
 		// from a cold page cache near the disk's speed.
 		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
-		return registryapi.Blob{Size: info.Size, Content: f}, nil
+		return registryapi.Blob{Size: info.Size, Content: f, Verified: verified}, nil
 	}
 	fl, err := r.fetch.Follow(ctx, d, storeSource{r.origin})
 	if err != nil {

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -83,6 +85,33 @@ func TestReliabilityCorruptOnDisk(t *testing.T) {
 		good, goodD := randomBlob(32, 1<<20)
 		pushReplicated(t, a2, "corrupt/repo", good, goodD)
 		getBlob(t, a2, goodD, good)
+	})
+	t.Run("large blob checked while served", func(t *testing.T) {
+		origin := t.TempDir()
+		slowScrub := func(c *config.Config) { c.Cache.ScrubRate = 4 }
+		a := startAgent(t, origin, slowScrub)
+		b, d := randomBlob(34, verifyBeforeServeMax+(16<<20))
+		pushReplicated(t, a, "corrupt/repo", b, d)
+		dataDir := a.cfg.DataDir
+		if err := a.stop(); err != nil {
+			t.Fatal(err)
+		}
+		corruptFile(t, cachedBlobPath(dataDir, d), int64(len(b))-100)
+		a2 := startAgent(t, origin, slowScrub, func(c *config.Config) { c.DataDir = dataDir })
+
+		// The first pull streams at once but is cut before its last byte:
+		// the client never holds the corrupt blob as a complete response.
+		resp, err := http.Get(a2.url("/v2/corrupt/repo/blobs/" + d.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err == nil || len(got) >= len(b) {
+			t.Fatalf("first pull of a corrupt large blob: %d, %d of %d bytes, err %v; want a cut response", resp.StatusCode, len(got), len(b), err)
+		}
+		// The retry gets the blob fetched again.
+		getBlobFrom(t, a2, "corrupt/repo", b)
 	})
 	t.Run("periodic scrub", func(t *testing.T) {
 		a := startAgent(t, "", func(c *config.Config) {
