@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,7 +62,17 @@ func TestReliabilityLoad(t *testing.T) {
 		maxPeakRSSMiB = 768
 	)
 	origin := t.TempDir()
-	p := startProcess(t, "--data-dir", t.TempDir(), "--origin", "file://"+origin)
+	args := []string{"--data-dir", t.TempDir(), "--origin", "file://" + origin}
+	if os.Getenv("SHOAL_LOAD_DEFAULT_GRACE") == "" {
+		// Short leases and grace keep the warm-up below short; set the
+		// variable to measure the first pull with the default lock grace.
+		cfgFile := filepath.Join(t.TempDir(), "shoal.yaml")
+		if err := os.WriteFile(cfgFile, []byte("locks: {ttl: 1s, max_ttl: 2s, grace: 3s}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", cfgFile)
+	}
+	p := startProcess(t, args...)
 	base := "http://" + p.registry
 	pid := p.cmd.Process.Pid
 
