@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
@@ -218,14 +217,14 @@ func holds(have [][2]int64, a, b int64) bool {
 }
 
 // spread keeps a host from sending the same range to every peer that
-// asks for it at once (BitTorrent calls this super-seeding): once a range
-// of a blob went to spreadCopies peers in the last spreadWindow, further
-// swarm (Shoal-Held-Only) requests for it are told to try elsewhere (503);
-// the peers that got it serve it on. Entries expire, so a range whose
-// recipients vanished is served again.
+// asks for it at once (BitTorrent calls this super-seeding): while a range
+// of a blob is on its way to spreadCopies peers, further swarm
+// (Shoal-Held-Only) requests for it are told to try elsewhere (503); the
+// peers that got it serve it on, so a new range reaches twice as many
+// hosts with each transfer time instead of queueing at its first holder.
 type spread struct {
-	mu   sync.Mutex
-	sent map[spreadKey][]time.Time
+	mu      sync.Mutex
+	sending map[spreadKey]int
 }
 
 type spreadKey struct {
@@ -233,31 +232,30 @@ type spreadKey struct {
 	off int64
 }
 
-const (
-	spreadCopies = 2
-	spreadWindow = 2 * time.Second
-	spreadMax    = 1 << 16 // entries kept before the table is reset
-)
+// spreadCopies is how many peers one range goes to at once.
+const spreadCopies = 1
 
-// admit records a request for bytes of d at off and reports whether this
-// host should serve it.
-func (s *spread) admit(d digest.Digest, off int64, now time.Time) bool {
+// take reports whether this host should send bytes of d at off now; if
+// so, done must be called when the send ends.
+func (s *spread) take(d digest.Digest, off int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sent == nil || len(s.sent) > spreadMax {
-		s.sent = make(map[spreadKey][]time.Time)
+	if s.sending == nil {
+		s.sending = make(map[spreadKey]int)
 	}
 	k := spreadKey{d, off}
-	recent := s.sent[k][:0]
-	for _, t := range s.sent[k] {
-		if now.Sub(t) < spreadWindow {
-			recent = append(recent, t)
-		}
-	}
-	if len(recent) >= spreadCopies {
-		s.sent[k] = recent
+	if s.sending[k] >= spreadCopies {
 		return false
 	}
-	s.sent[k] = append(recent, now)
+	s.sending[k]++
 	return true
+}
+
+func (s *spread) done(d digest.Digest, off int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := spreadKey{d, off}
+	if s.sending[k]--; s.sending[k] <= 0 {
+		delete(s.sending, k)
+	}
 }

@@ -75,6 +75,8 @@ type Node struct {
 	fetched map[peer.ID]int64
 	slots   uploadSlots
 	spread  spread
+	// copyBufs are the buffers blob responses are copied through.
+	copyBufs sync.Pool
 
 	prober     *prober
 	probes     atomic.Int64 // probes made (scheduled, on demand and Probe)

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -104,9 +103,10 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		if have != nil && !holds(have, off, off+length) {
 			return errNotHeld // the swarm asks elsewhere rather than wait here
 		}
-		if !n.spread.admit(d, off, time.Now()) {
-			return ErrBusy // it went out twice just now: ask those peers
+		if !n.spread.take(d, off) {
+			return ErrBusy // it is going out to two peers now: ask them later
 		}
+		defer n.spread.done(d, off)
 	}
 	if !n.slots.take(r.RemoteAddr) {
 		return ErrBusy
@@ -118,8 +118,13 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("seek %s to %d: %w", d, off, err)
 	}
 	w.WriteHeader(status)
-	buf := make([]byte, 256<<10)
-	written, err := io.CopyBuffer(w, io.LimitReader(rc, length), buf)
+	buf, _ := n.copyBufs.Get().(*[]byte)
+	if buf == nil {
+		b := make([]byte, 256<<10)
+		buf = &b
+	}
+	defer n.copyBufs.Put(buf)
+	written, err := io.CopyBuffer(w, io.LimitReader(rc, length), *buf)
 	n.served.Add(written)
 	if err != nil {
 		return fmt.Errorf("send %s: %w", d, err)

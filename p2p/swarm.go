@@ -16,15 +16,17 @@ import (
 
 // SwarmOptions tune Swarm.
 type SwarmOptions struct {
-	// ChunkSize is the unit of a request. Default: the node's download
-	// chunk size.
+	// ChunkSize is the unit of a request. Default: a quarter of the node's
+	// download chunk size (2 MiB by default): a chunk can be passed on only
+	// once it is whole, so small chunks keep the pipeline short.
 	ChunkSize int64
 	// Streams is how many chunk requests run at once. Default 4.
 	Streams int
 	// PerPeer is how many of them may go to one provider. Default 2.
 	PerPeer int
-	// Refresh, if set, is called every RefreshEvery to learn providers
-	// that appeared since the download started (the DHT).
+	// Refresh, if set, is called at most every RefreshEvery while no
+	// known provider holds a chunk still needed, to learn providers that
+	// appeared since the download started (the DHT). Default 1s.
 	Refresh      func(ctx context.Context) []peer.AddrInfo
 	RefreshEvery time.Duration
 	// Stall abandons a request that brought no byte for this long.
@@ -42,6 +44,12 @@ type SwarmStats struct {
 	Requests    int
 	// Busy counts requests a provider refused for lack of an upload slot.
 	Busy int
+	// Heads counts availability requests; Idle is the time spent with no
+	// request in flight (waiting for a provider to hold a needed chunk);
+	// Transfer sums the durations of the successful chunk requests.
+	Heads    int
+	Idle     time.Duration
+	Transfer time.Duration
 }
 
 // swarmPeer is what a swarm download knows about one provider.
@@ -59,6 +67,7 @@ type swarmPeer struct {
 type swarmEvent struct {
 	kind  int // evChunk, evHead, evRefresh
 	chunk int
+	took  time.Duration
 	p     peer.ID
 	got   int64
 	have  [][2]int64
@@ -94,7 +103,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		return st, fmt.Errorf("swarm %s: negative size", d)
 	}
 	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = n.cfg.Download.ChunkSize
+		opts.ChunkSize = max(n.cfg.Download.ChunkSize/4, 16<<10)
 	}
 	if opts.Streams <= 0 {
 		opts.Streams = 4
@@ -103,7 +112,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		opts.PerPeer = 2
 	}
 	if opts.RefreshEvery <= 0 {
-		opts.RefreshEvery = 300 * time.Millisecond
+		opts.RefreshEvery = time.Second
 	}
 	if opts.Stall <= 0 {
 		opts.Stall = 3 * time.Second
@@ -141,6 +150,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 	add(provs)
 	head := func(sp *swarmPeer, now time.Time) {
 		sp.asking, sp.asked = true, now
+		st.Heads++
 		running++
 		go func() {
 			hctx, hcancel := context.WithTimeout(ctx, 3*time.Second)
@@ -151,6 +161,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 	}
 	refreshing := false
 	lastRefresh := time.Now()
+	var lastHeads time.Time
 	lastProgress := time.Now()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
@@ -179,25 +190,31 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			st.Requests++
 			running++
 			go func() {
+				start := time.Now()
 				got, have, load, err := n.swarmChunk(ctx, sp.ai.ID, d, off, end, size, dst, opts.Stall)
-				events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: have, load: load, err: err}
+				events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: have, load: load, err: err, took: time.Since(start)}
 			}()
 		}
-		// Stuck for want of a holder: ask a few providers that may have
-		// moved on what they hold now.
-		if active < opts.Streams {
-			asked := 0
-			for _, sp := range peers {
-				if asked >= 4 {
+		// Keep what providers hold fresh: every 100ms ask the two whose
+		// news is oldest (peers learn chunks all the time; a downloader
+		// that knew only its first sources would queue at them).
+		if now.Sub(lastHeads) >= 100*time.Millisecond {
+			lastHeads = now
+			for range 2 {
+				var oldest *swarmPeer
+				for _, sp := range peers {
+					if sp.fails < maxSwarmFails && !sp.asking && !holds(sp.have, 0, size) &&
+						(oldest == nil || sp.asked.Before(oldest.asked)) {
+						oldest = sp
+					}
+				}
+				if oldest == nil {
 					break
 				}
-				if sp.fails < maxSwarmFails && !holds(sp.have, 0, size) && !sp.asking && now.Sub(sp.asked) >= 100*time.Millisecond {
-					head(sp, now)
-					asked++
-				}
+				head(oldest, now)
 			}
 		}
-		if opts.Refresh != nil && !refreshing && now.Sub(lastRefresh) >= opts.RefreshEvery {
+		if opts.Refresh != nil && active == 0 && !refreshing && now.Sub(lastRefresh) >= opts.RefreshEvery {
 			refreshing = true
 			running++
 			go func() { events <- swarmEvent{kind: evRefresh, provs: opts.Refresh(ctx)} }()
@@ -206,6 +223,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			return st, fmt.Errorf("swarm %s: no provider could serve for %s: %w", d, opts.GiveUp, ErrNoProviders)
 		}
 
+		waitStart := time.Now()
 		select {
 		case <-ctx.Done():
 			return st, ctx.Err()
@@ -243,6 +261,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				case ev.err == nil:
 					done[ev.chunk] = true
 					remaining--
+					st.Transfer += ev.took
 				case errors.As(ev.err, &busy) && busy.code == http.StatusRequestedRangeNotSatisfiable:
 					// Not held after all (the answer said what is): ask again.
 					n.log.Debug("swarm range not held", "digest", d, "peer", ev.p, "chunk", ev.chunk, "have", ev.have, "err", ev.err)
@@ -256,6 +275,9 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 					n.log.Debug("swarm request failed", "digest", d, "peer", ev.p, "chunk", ev.chunk, "err", ev.err)
 				}
 			}
+		}
+		if active == 0 {
+			st.Idle += time.Since(waitStart)
 		}
 	}
 	return st, nil

@@ -46,7 +46,7 @@ type fleet struct {
 }
 
 // lockGrace is the agents' lock grace period: short, as in a fresh fleet.
-const lockGrace = 3 * time.Second
+const lockGrace = 6 * time.Second
 
 // node is one host: its links and, while it runs, its agent.
 type node struct {
@@ -225,7 +225,7 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 	cfg.Log.Level = "warn"
 	cfg.DrainTimeout = config.Duration(2 * time.Second)
 	// A fresh fleet: short leases keep a new proxy's grace period short.
-	cfg.Locks = config.LocksConfig{TTL: config.Duration(time.Second), MaxTTL: config.Duration(2 * time.Second), Grace: config.Duration(lockGrace)}
+	cfg.Locks = config.LocksConfig{TTL: config.Duration(3 * time.Second), MaxTTL: config.Duration(5 * time.Second), Grace: config.Duration(lockGrace)}
 	peers := f.strategy != OriginOnly
 	cfg.P2P.Enabled, cfg.Serf.Enabled = peers, peers
 	opts := []agent.Option{agent.WithOriginStore(&hostOrigin{o: f.origin, up: n.up, down: n.down})}
