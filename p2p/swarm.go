@@ -195,10 +195,11 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: have, load: load, err: err, took: time.Since(start)}
 			}()
 		}
-		// Keep what providers hold fresh: every 100ms ask the two whose
-		// news is oldest (peers learn chunks all the time; a downloader
-		// that knew only its first sources would queue at them).
-		if now.Sub(lastHeads) >= 100*time.Millisecond {
+		// Keep what providers hold fresh: while requests could be added,
+		// every 100ms ask the two whose news is oldest (peers learn chunks
+		// all the time; a downloader that knew only its first sources would
+		// queue at them).
+		if active < opts.Streams && now.Sub(lastHeads) >= 100*time.Millisecond {
 			lastHeads = now
 			for range 2 {
 				var oldest *swarmPeer

@@ -251,6 +251,11 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 			agent.WithP2PConfig(func(c *p2p.Config) {
 				c.Host = sh
 				c.Download.ChunkSize = chunk
+				// Probes measure links that are scale times slower: their
+				// test downloads and byte budget shrink with them.
+				c.Probe.Bytes = max(c.Probe.Bytes/int64(s.Scale), 4<<10)
+				c.Probe.ByteRate /= float64(s.Scale)
+				c.Probe.OnDemandSize /= int64(s.Scale)
 				if f.strategy == RandomPeer {
 					c.Download.Selection = p2p.SelectRandom
 				}
