@@ -73,6 +73,7 @@ type Agent struct {
 	registryAddr string
 	adminAddr    string
 	embed        embedding // parts substituted by an embedding program
+	chunkSize    int64     // the p2p download chunk size (origin reads split by it)
 }
 
 // Option adjusts an Agent built by New.
@@ -191,7 +192,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	life, stopFetches := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFetches()
-	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life,
+	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life, originSplit: a.chunkSize,
 		onLockWait: func(d time.Duration) { a.metrics.lockWait.Observe(d.Seconds()) },
 		onBytes:    func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
 		onFind:     func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) }}
@@ -406,6 +407,7 @@ func (a *Agent) openP2P(ctx context.Context) (*p2p.Node, error) {
 	if a.embed.p2p != nil {
 		a.embed.p2p(&pcfg)
 	}
+	a.chunkSize = pcfg.Download.ChunkSize
 	if err := os.MkdirAll(filepath.Dir(pcfg.IdentityFile), 0o700); err != nil {
 		return nil, fmt.Errorf("p2p identity dir: %w", err)
 	}

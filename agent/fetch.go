@@ -35,6 +35,9 @@ type fetcher struct {
 	onFind func(time.Duration)
 	// onLockWait observes waits for the origin fetch lock.
 	onLockWait func(time.Duration)
+	// originSplit is the smallest range of a blob read from the object
+	// store by a stream of its own (0: originSplit).
+	originSplit int64
 
 	// life bounds fetches: they outlive the request that started them (other
 	// requests may be following) but not the agent.
@@ -227,6 +230,13 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 
 // fromOrigin copies d from src into w and commits it.
 func (f *fetcher) fromOrigin(ctx context.Context, d digest.Digest, w *cas.Writer, src source) error {
+	split := f.originSplit
+	if split <= 0 {
+		split = originSplit
+	}
+	if rs, ok := src.(rangeSource); ok && w.Size() >= 2*split {
+		return f.fromOriginRanges(ctx, d, w, rs, w.Size())
+	}
 	rc, err := src.Open(ctx, d)
 	if err != nil {
 		return err

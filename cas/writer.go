@@ -258,6 +258,9 @@ func (w *Writer) readBack(from, to int64) error {
 	return nil
 }
 
+// Size returns the blob's declared size (-1 when unknown).
+func (w *Writer) Size() int64 { return w.size }
+
 // Written returns the length of the contiguous prefix written so far.
 func (w *Writer) Written() int64 {
 	w.mu.Lock()

@@ -57,6 +57,7 @@ type swarmPeer struct {
 	ai        peer.AddrInfo
 	have      [][2]int64 // ranges it holds, as last heard (nil: unknown)
 	uploaders int        // peers it was serving, as last heard
+	est       Estimate   // its probe score (RTT, throughput)
 	inflight  int
 	busyUntil time.Time
 	fails     int
@@ -161,7 +162,8 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 	}
 	refreshing := false
 	lastRefresh := time.Now()
-	var lastHeads time.Time
+	var lastHeads, lastScores time.Time
+	scored := n.cfg.Download.Selection != SelectRandom
 	lastProgress := time.Now()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
@@ -177,8 +179,12 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				active++
 			}
 		}
+		if scored && now.Sub(lastScores) >= 100*time.Millisecond {
+			lastScores = now
+			n.swarmEstimates(peers)
+		}
 		for active < opts.Streams {
-			c, sp := pickChunk(peers, done, inflight, opts.ChunkSize, size, opts.PerPeer, now)
+			c, sp := pickChunk(peers, done, inflight, opts.ChunkSize, size, opts.PerPeer, scored, now)
 			if sp == nil {
 				break
 			}
@@ -263,6 +269,9 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 					done[ev.chunk] = true
 					remaining--
 					st.Transfer += ev.took
+					n.mu.Lock()
+					n.scores.Observe(ev.p, ev.got, ev.took, time.Now())
+					n.mu.Unlock()
 				case errors.As(ev.err, &busy) && busy.code == http.StatusRequestedRangeNotSatisfiable:
 					// Not held after all (the answer said what is): ask again.
 					n.log.Debug("swarm range not held", "digest", d, "peer", ev.p, "chunk", ev.chunk, "have", ev.have, "err", ev.err)
@@ -284,16 +293,33 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 	return st, nil
 }
 
-// pickChunk chooses the next chunk to ask for and its provider. A chunk's
-// cost is the load of its least loaded holder (the peers the holder
-// serves, plus our own requests to it): chunks that an idle peer holds
-// come before the newest chunk that only the origin reader holds, so the
-// first holder's uplink carries each chunk about once and the others trade
-// what they got. Among equal costs the rarest chunk wins, then chance.
-// Eligible providers have a free request slot, were not busy a moment ago
-// and have not failed too often; only providers holding the whole chunk
-// are asked, so no request waits on a peer that is itself waiting.
-func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, size int64, perPeer int, now time.Time) (int, *swarmPeer) {
+// swarmEstimates copies the providers' probe scores for pickChunk.
+func (n *Node) swarmEstimates(peers map[peer.ID]*swarmPeer) {
+	ids := make([]peer.ID, 0, len(peers))
+	for id := range peers {
+		ids = append(ids, id)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	prior := n.scores.Prior(ids, defaultEstimate)
+	for id, sp := range peers {
+		sp.est = n.scores.Estimate(id, prior)
+	}
+}
+
+// pickChunk chooses the next chunk to ask for and its provider. Scored, a
+// holder's cost is its expected time for the chunk (probe score: RTT plus
+// size over throughput) inflated by its load (the peers it serves, plus
+// our own requests to it), and the chunk whose best holder costs least is
+// taken: chunks that an idle fast peer holds come before the newest chunk
+// that only the origin reader holds, so the first holder's uplink carries
+// each chunk about once and the others trade what they got. Among equal
+// costs the rarest chunk wins, then chance. Unscored (the random-peer
+// baseline), any holder of the rarest chunk will do. Eligible providers
+// have a free request slot, were not busy a moment ago and have not
+// failed too often; only providers holding the whole chunk are asked, so
+// no request waits on a peer that is itself waiting.
+func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, size int64, perPeer int, scored bool, now time.Time) (int, *swarmPeer) {
 	var eligible []*swarmPeer
 	for _, sp := range peers {
 		if sp.fails < maxSwarmFails && sp.inflight < perPeer && !now.Before(sp.busyUntil) && sp.have != nil {
@@ -303,10 +329,17 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 	if len(eligible) == 0 {
 		return -1, nil
 	}
-	cost := func(sp *swarmPeer) int { return sp.uploaders + 2*sp.inflight }
+	cost := func(sp *swarmPeer) float64 {
+		if !scored {
+			return 0
+		}
+		t := sp.est.Time(chunkSize).Seconds()
+		return t * (1 + loadFactor*float64(sp.uploaders+2*sp.inflight))
+	}
 	bestChunk, ties := -1, 0
 	var bestHolder *swarmPeer
-	bestCost, bestCount := 0, 0
+	var bestCost float64
+	bestCount := 0
 	for c := range done {
 		if done[c] || inflight[c] {
 			continue
@@ -315,23 +348,24 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 		end := min(off+chunkSize, size)
 		count := 0
 		var holder *swarmPeer
+		var hc float64
 		for _, sp := range eligible {
 			if !holds(sp.have, off, end) {
 				continue
 			}
 			count++
-			if holder == nil || cost(sp) < cost(holder) || (cost(sp) == cost(holder) && rand.N(count) == 0) {
-				holder = sp
+			k := cost(sp)
+			if holder == nil || k < hc || (k == hc && rand.N(count) == 0) {
+				holder, hc = sp, k
 			}
 		}
 		if holder == nil {
 			continue
 		}
-		k := cost(holder)
 		switch {
-		case bestChunk < 0 || k < bestCost || (k == bestCost && count < bestCount):
-			bestChunk, bestHolder, bestCost, bestCount, ties = c, holder, k, count, 1
-		case k == bestCost && count == bestCount:
+		case bestChunk < 0 || hc < bestCost || (hc == bestCost && count < bestCount):
+			bestChunk, bestHolder, bestCost, bestCount, ties = c, holder, hc, count, 1
+		case hc == bestCost && count == bestCount:
 			if ties++; rand.N(ties) == 0 {
 				bestChunk, bestHolder = c, holder
 			}

@@ -76,4 +76,27 @@ func TestSmallFleet(t *testing.T) {
 	if !strings.Contains(buf.String(), "origin-only") {
 		t.Error("table lacks the origin-only row")
 	}
+
+	// The same seed again: the same plan and the same byte counts.
+	sc.Strategies = []string{OriginOnly}
+	again, err := Run(ctx, plan, Options{Dir: t.TempDir(), Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := rep.Strategies[OriginOnly], again.Strategies[OriginOnly]
+	if again.Fingerprint != rep.Fingerprint || a.OriginBytes != b.OriginBytes || again.ImageBytes != rep.ImageBytes {
+		t.Errorf("second run: fingerprint %s, origin bytes %d, image bytes %d; first: %s, %d, %d",
+			again.Fingerprint, b.OriginBytes, again.ImageBytes, rep.Fingerprint, a.OriginBytes, rep.ImageBytes)
+	}
+
+	// The plot names every strategy and labels its axes.
+	var svg bytes.Buffer
+	if err := rep.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<svg", "pull completion time (seconds)", "hosts finished", OriginOnly, RandomPeer, Shoal, "</svg>"} {
+		if !strings.Contains(svg.String(), want) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
 }
