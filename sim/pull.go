@@ -29,66 +29,69 @@ type pullResult struct {
 // pullLayers is how many blobs a client fetches at once (containerd's default).
 const pullLayers = 3
 
-// blobAttempts is how often the client tries one blob (clients retry).
-const blobAttempts = 3
+// retryMax caps the pause between a client's attempts.
+const retryMax = 4 * time.Second
 
-// pull fetches im through n's registry as a client would: manifest by tag,
-// then config and layers, each checked against its digest.
+// pull fetches im through n's registry as a patient client would (kubelet
+// retries a failed pull): manifest by tag, then config and layers, each
+// checked against its digest; a failed step is retried with backoff, on
+// the host's current agent (it may have restarted), until ctx ends. A
+// complete response with wrong bytes is corruption and ends the pull.
 func (f *fleet) pull(ctx context.Context, n *node, im *GenImage) (res pullResult) {
 	res = pullResult{Node: n.spec.Name, Image: im.Name}
 	start := time.Now()
 	defer func() { res.Took = time.Since(start) }()
-	a, ok := n.running()
-	if !ok {
-		res.Err = errors.New("host is down")
-		return res
-	}
-	base := "http://" + a.RegistryAddr() + "/v2/" + im.Repo
-	mb, err := f.get(ctx, base+"/manifests/"+im.Tag, im.Manifest.MediaType)
-	if err != nil {
-		res.Err = fmt.Errorf("manifest: %w", err)
-		return res
-	}
-	res.Bytes += int64(len(mb))
-	if !bytes.Equal(mb, im.Manifest.Data) {
-		res.Corrupt = true
-		res.Err = errors.New("manifest differs from the pushed one")
-		return res
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(pullLayers)
 	var mu sync.Mutex
-	for _, b := range append([]Blob{im.Config}, im.Layers...) {
-		g.Go(func() error {
-			var last error
-			for attempt := range blobAttempts {
-				if attempt > 0 {
-					select {
-					case <-gctx.Done():
-						return gctx.Err()
-					case <-time.After(time.Duration(attempt) * time.Second):
-					}
-				}
-				got, err := f.fetchBlob(gctx, base+"/blobs/"+b.Digest.String(), b)
+	retry := func(what string, step func(base string) (int64, error)) error {
+		pause := 250 * time.Millisecond
+		var last error
+		for {
+			if a, ok := n.running(); ok {
+				got, err := step("http://" + a.RegistryAddr() + "/v2/" + im.Repo)
 				mu.Lock()
 				res.Bytes += got
 				mu.Unlock()
 				var bad *corruptError
-				if errors.As(err, &bad) {
-					mu.Lock()
-					res.Corrupt = true
-					mu.Unlock()
+				if err == nil || errors.As(err, &bad) {
 					return err
 				}
-				if err == nil {
-					return nil
-				}
 				last = err
+			} else {
+				last = errors.New("host is down")
 			}
-			return fmt.Errorf("blob %s: %w", b.Digest.Encoded()[:12], last)
-		})
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %w (gave up: %v)", what, last, ctx.Err())
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, retryMax)
+		}
 	}
-	res.Err = g.Wait()
+	err := retry("manifest", func(base string) (int64, error) {
+		mb, err := f.get(ctx, base+"/manifests/"+im.Tag, im.Manifest.MediaType)
+		if err != nil {
+			return 0, err
+		}
+		if !bytes.Equal(mb, im.Manifest.Data) {
+			return int64(len(mb)), &corruptError{want: im.Manifest.Digest, got: digest.FromBytes(mb)}
+		}
+		return int64(len(mb)), nil
+	})
+	if err == nil {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(pullLayers)
+		for _, b := range append([]Blob{im.Config}, im.Layers...) {
+			g.Go(func() error {
+				return retry("blob "+b.Digest.Encoded()[:12], func(base string) (int64, error) {
+					return f.fetchBlob(gctx, base+"/blobs/"+b.Digest.String(), b)
+				})
+			})
+		}
+		err = g.Wait()
+	}
+	var bad *corruptError
+	res.Corrupt = errors.As(err, &bad)
+	res.Err = err
 	return res
 }
 
