@@ -13,9 +13,9 @@ import (
 )
 
 const (
-	// uploadSlots is how many peers one host serves blobs to at once. The
-	// rest are told to try another provider; with every downloading host
-	// also a provider, a rollout forms a tree instead of a star.
+	// uploadSlots is how many peers one host serves blobs to at once; the
+	// rest are told to try another provider (every host that downloads a
+	// blob is one), so no host's uplink is split a hundred ways.
 	uploadSlots = 8
 	// availabilityTimeout bounds asking the providers what they hold.
 	availabilityTimeout = 3 * time.Second
