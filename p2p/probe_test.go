@@ -106,7 +106,7 @@ func TestScoredPullAvoidsSlowProvider(t *testing.T) {
 		t.Logf("probed %s: rtt %v, throughput %.0f B/s", n.ID().ShortString(), sc.RTT, sc.Throughput)
 	}
 
-	pull := func(providers []*Node) (DownloadStats, time.Duration) {
+	pull := func(providers []*Node, swarm bool) (map[peer.ID]int64, int64, time.Duration) {
 		t.Helper()
 		// A mock link's token bucket fills up to a second of bandwidth
 		// while idle; start every timed pull from empty buckets.
@@ -123,42 +123,56 @@ func TestScoredPullAvoidsSlowProvider(t *testing.T) {
 		}
 		dst := newMemFile(int64(len(blob)))
 		start := time.Now()
-		st, err := client.Download(ctx, d, int64(len(blob)), ais, dst)
+		var byPeer map[peer.ID]int64
+		var total int64
+		var err error
+		if swarm {
+			var st SwarmStats
+			st, err = client.Swarm(ctx, d, int64(len(blob)), ais, dst, SwarmOptions{ChunkSize: 128 << 10})
+			byPeer, total = st.BytesByPeer, st.Bytes
+		} else {
+			var st DownloadStats
+			st, err = client.Download(ctx, d, int64(len(blob)), ais, dst)
+			byPeer, total = st.BytesByPeer, st.Bytes
+		}
 		took := time.Since(start)
 		if err != nil {
-			t.Fatalf("Download: %v", err)
+			t.Fatalf("download (swarm %v): %v", swarm, err)
 		}
 		if !bytes.Equal(dst.Bytes(), blob) {
 			t.Fatal("downloaded bytes differ")
 		}
-		return st, took
+		return byPeer, total, took
 	}
 	// Two rounds, alternating, so that a burst of load on the machine
 	// does not decide the comparison. The slow provider is listed first:
-	// the order of the list must not matter.
-	var (
-		slowBytes, allBytes int64
-		tWith, tWithout     time.Duration
-	)
-	for range 2 {
-		with, took := pull([]*Node{slow, nodes[1], nodes[2], nodes[3]})
-		slowBytes += with.BytesByPeer[slow.ID()]
-		allBytes += with.Bytes
-		tWith += took
-		t.Logf("with the slow provider: %v, bytes by peer %v, failures %v", took, with.BytesByPeer, with.Failures)
-		without, took := pull([]*Node{nodes[1], nodes[2], nodes[3]})
-		tWithout += took
-		t.Logf("without: %v, bytes by peer %v, failures %v", took, without.BytesByPeer, without.Failures)
-	}
-	share := float64(slowBytes) / float64(allBytes)
-	ratio := tWith.Seconds() / tWithout.Seconds()
-	t.Logf("slow provider %s sent %d of %d bytes (%.1f%%); pulls took %v with it, %v without (ratio %.2f)",
-		slow.ID().ShortString(), slowBytes, allBytes, 100*share, tWith, tWithout, ratio)
-	if share >= 0.15 {
-		t.Errorf("slow provider delivered %.1f%% of the bytes, want under 15%%", 100*share)
-	}
-	if ratio > 1.3 {
-		t.Errorf("pull took %v with the slow provider, %v without: ratio %.2f, want at most 1.3", tWith, tWithout, ratio)
+	// the order of the list must not matter. Both the scored multi-source
+	// download and the swarm (the agent's first choice) are held to it.
+	for _, swarm := range []bool{false, true} {
+		var (
+			slowBytes, allBytes int64
+			tWith, tWithout     time.Duration
+		)
+		for range 2 {
+			byPeer, total, took := pull([]*Node{slow, nodes[1], nodes[2], nodes[3]}, swarm)
+			slowBytes += byPeer[slow.ID()]
+			allBytes += total
+			tWith += took
+			t.Logf("swarm %v, with the slow provider: %v, bytes by peer %v", swarm, took, byPeer)
+			byPeer, _, took = pull([]*Node{nodes[1], nodes[2], nodes[3]}, swarm)
+			tWithout += took
+			t.Logf("swarm %v, without: %v, bytes by peer %v", swarm, took, byPeer)
+		}
+		share := float64(slowBytes) / float64(allBytes)
+		ratio := tWith.Seconds() / tWithout.Seconds()
+		t.Logf("swarm %v: slow provider %s sent %d of %d bytes (%.1f%%); pulls took %v with it, %v without (ratio %.2f)",
+			swarm, slow.ID().ShortString(), slowBytes, allBytes, 100*share, tWith, tWithout, ratio)
+		if share >= 0.15 {
+			t.Errorf("swarm %v: slow provider delivered %.1f%% of the bytes, want under 15%%", swarm, 100*share)
+		}
+		if ratio > 1.3 {
+			t.Errorf("swarm %v: pull took %v with the slow provider, %v without: ratio %.2f, want at most 1.3", swarm, tWith, tWithout, ratio)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -85,6 +86,10 @@ const (
 
 // maxSwarmFails drops a provider after this many failed requests.
 const maxSwarmFails = 3
+
+// admitSlack: a holder is asked only if it is expected to deliver a chunk
+// within admitSlack times the soonest any holder could.
+const admitSlack = 2
 
 // Swarm downloads d (size bytes) into dst in chunks from providers that
 // may themselves still be downloading it (DESIGN §2, swarm). Providers say
@@ -320,14 +325,29 @@ func (n *Node) swarmEstimates(peers map[peer.ID]*swarmPeer) {
 // failed too often; only providers holding the whole chunk are asked, so
 // no request waits on a peer that is itself waiting.
 func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, size int64, perPeer int, scored bool, now time.Time) (int, *swarmPeer) {
-	var eligible []*swarmPeer
+	var eligible, usable []*swarmPeer
 	for _, sp := range peers {
-		if sp.fails < maxSwarmFails && sp.inflight < perPeer && !now.Before(sp.busyUntil) && sp.have != nil {
-			eligible = append(eligible, sp)
+		if sp.fails < maxSwarmFails && sp.have != nil {
+			usable = append(usable, sp)
+			if sp.inflight < perPeer && !now.Before(sp.busyUntil) {
+				eligible = append(eligible, sp)
+			}
 		}
 	}
 	if len(eligible) == 0 {
 		return -1, nil
+	}
+	// soonest is when any holder, free or not, could deliver the chunk:
+	// a holder far slower than that is not worth a request (waiting for a
+	// fast one finishes sooner), as the scored download's Admit rule.
+	soonest := func(off, end int64) float64 {
+		best := math.Inf(1)
+		for _, sp := range usable {
+			if holds(sp.have, off, end) {
+				best = min(best, sp.est.Time(chunkSize).Seconds()*float64(1+sp.inflight))
+			}
+		}
+		return best
 	}
 	cost := func(sp *swarmPeer) float64 {
 		if !scored {
@@ -360,6 +380,9 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 			}
 		}
 		if holder == nil {
+			continue
+		}
+		if scored && holder.est.Time(chunkSize).Seconds() > admitSlack*soonest(off, end) {
 			continue
 		}
 		switch {
