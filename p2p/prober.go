@@ -143,14 +143,19 @@ func (pr *prober) startLocked(ctx context.Context, p peer.ID, size int64, limit 
 	pr.wg.Go(func() {
 		pctx, cancel := context.WithTimeout(ctx, limit)
 		defer cancel()
-		got := pr.n.measure(pctx, p, size, false)
-		pr.mu.Lock()
-		delete(pr.running, p)
-		if size > got {
-			pr.bytes.Refund(float64(size-got), time.Now())
-		}
-		pr.mu.Unlock()
+		pr.done(p, size, pr.n.measure(pctx, p, size, false))
 	})
+}
+
+// done ends a probe of p that reserved size test bytes and received got:
+// the peer may be probed again, and unused bytes go back to the budget.
+func (pr *prober) done(p peer.ID, size, got int64) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	delete(pr.running, p)
+	if size > got {
+		pr.bytes.Refund(float64(size-got), time.Now())
+	}
 }
 
 // probeNow measures, before a download, the candidates whose throughput
@@ -195,13 +200,7 @@ func (pr *prober) probeNow(ctx context.Context, cands []peer.AddrInfo) {
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, pr.opts.OnDemandWait)
 			defer cancel()
-			got := pr.n.measure(pctx, p, size, true)
-			pr.mu.Lock()
-			delete(pr.running, p)
-			if size > got {
-				pr.bytes.Refund(float64(size-got), time.Now())
-			}
-			pr.mu.Unlock()
+			pr.done(p, size, pr.n.measure(pctx, p, size, true))
 		})
 	}
 	pr.mu.Unlock()
