@@ -234,6 +234,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.cluster != nil {
 		if !a.embed.noOriginLocks {
 			fetch.locker = a.lockService
+			fetch.holders = a.memberPeers
 		}
 		bg.Go(func() error { return a.cluster.Run(bgCtx) })
 		bg.Go(func() error { return a.lockService.Run(bgCtx) })

@@ -28,7 +28,9 @@ type fetcher struct {
 	cas    *cas.Store
 	node   *p2p.Node    // nil when p2p is off
 	locker locks.Locker // nil: no origin dedup
-	log    *slog.Logger
+	// holders maps lock holders' node names to their peers (nil: unknown).
+	holders func(names []string) []peer.AddrInfo
+	log     *slog.Logger
 	// onBytes counts bytes brought into the cache, by source.
 	onBytes func(source string, n int64)
 	// onFind observes DHT provider lookups.
@@ -118,17 +120,21 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest, src source) (*cas
 // group) or for the host whose turn it is to start serving it.
 func (f *fetcher) plan(ctx context.Context, d digest.Digest, src source) (plan, error) {
 	var p plan
+	start := time.Now()
 	if f.node != nil {
 		p.providers = f.findProviders(ctx, d)
 	}
+	found := time.Since(start)
 	size, err := src.Stat(ctx, d)
 	if err == nil {
 		p.size = size
+		stat := time.Since(start) - found
 		if len(p.providers) == 0 && f.locker != nil {
 			if p.lease, p.providers, err = f.originTurn(ctx, d); err != nil {
 				return plan{}, err
 			}
 		}
+		f.log.Debug("fetch planned", "digest", d, "find", found, "stat", stat, "took", time.Since(start), "providers", len(p.providers), "origin_reader", p.lease != nil)
 		return p, nil
 	}
 	for _, prov := range p.providers {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 const (
 	// fetchLockWait bounds how long a host waits for its group's winner.
 	fetchLockWait = 10 * time.Minute
-	// providerPoll is how often a waiter looks for the winner in the DHT.
+	// providerPoll is how often a host whose lock request could not be
+	// answered (a proxy in its grace period, a holder not yet known to
+	// serf) asks again and looks for providers in the DHT.
 	providerPoll = 200 * time.Millisecond
 )
 
@@ -25,46 +28,47 @@ func fetchLockName(d digest.Digest) string {
 
 // originTurn is called when no peer has d. It returns either a lease on
 // fetch/<digest> (this host reads the origin, once for its group) or the
-// providers that appeared while it waited (the winner announced itself).
+// providers to copy d from: the host holding the lease (the lock service
+// names it; it announces the blob and serves it while it arrives), or
+// providers that appeared in the DHT meanwhile.
 func (f *fetcher) originTurn(ctx context.Context, d digest.Digest) (*locks.Lease, []peer.AddrInfo, error) {
-	type result struct {
-		lease *locks.Lease
-		err   error
-	}
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	acquired := make(chan result, 1)
 	start := time.Now()
-	go func() {
-		l, err := f.locker.Acquire(actx, fetchLockName(d), locks.AcquireOptions{Wait: fetchLockWait})
-		acquired <- result{l, err}
-	}()
-	poll := time.NewTicker(providerPoll)
-	defer poll.Stop()
+	ctx, cancel := context.WithTimeout(ctx, fetchLockWait)
+	defer cancel()
 	for {
-		select {
-		case r := <-acquired:
+		l, err := f.locker.Acquire(ctx, fetchLockName(d), locks.AcquireOptions{})
+		if err == nil {
 			f.onLockWait(time.Since(start))
-			if r.err != nil {
-				return nil, nil, fmt.Errorf("origin fetch lock: %w", r.err)
-			}
-			// The previous holder may have finished while we queued.
-			if provs := f.findProviders(ctx, d); len(provs) > 0 {
-				r.lease.Release(context.WithoutCancel(ctx))
+			// A previous holder may have finished while we asked. Hosts
+			// that are still downloading announce the blob too (they wait
+			// for a reader like us): only a complete copy is a reason not
+			// to read the origin.
+			if provs := f.completeSources(ctx, d, f.findProviders(ctx, d), true); len(provs) > 0 {
+				l.Release(context.WithoutCancel(ctx))
 				return nil, provs, nil
 			}
-			return r.lease, nil, nil
-		case <-poll.C:
-			if provs := f.findProviders(ctx, d); len(provs) > 0 {
-				cancel()
-				if r := <-acquired; r.lease != nil {
-					r.lease.Release(context.WithoutCancel(ctx))
-				}
+			return l, nil, nil
+		}
+		var held *locks.HeldError
+		if errors.As(err, &held) && f.holders != nil {
+			if provs := f.holders(held.Holders); len(provs) > 0 {
 				f.onLockWait(time.Since(start))
+				f.log.Debug("origin reader is a peer", "digest", d, "holders", held.Holders)
 				return nil, provs, nil
 			}
+		}
+		if ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("origin fetch lock: %w (last: %w)", ctx.Err(), err)
+		}
+		f.log.Debug("origin fetch lock", "digest", d, "err", err)
+		select {
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return nil, nil, fmt.Errorf("origin fetch lock: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(providerPoll):
+		}
+		if provs := f.findProviders(ctx, d); len(provs) > 0 {
+			f.onLockWait(time.Since(start))
+			return nil, provs, nil
 		}
 	}
 }

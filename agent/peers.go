@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/shoal-dev/shoal/cas"
+	"github.com/shoal-dev/shoal/locks"
 	"github.com/shoal-dev/shoal/p2p"
 )
 
@@ -80,4 +82,26 @@ func (a *Agent) sameGroup(p peer.ID) bool {
 		}
 	}
 	return false
+}
+
+// memberPeers returns the libp2p identities of the named serf members
+// (alive, with a peer ID), learning their addresses.
+func (a *Agent) memberPeers(names []string) []peer.AddrInfo {
+	if a.cluster == nil || len(names) == 0 {
+		return nil
+	}
+	var out []peer.AddrInfo
+	self := a.node.ID()
+	for _, m := range a.cluster.Members() {
+		if m.Status != locks.StatusAlive || m.PeerID == "" || !slices.Contains(names, m.Name) {
+			continue
+		}
+		id, err := peer.Decode(m.PeerID)
+		if err != nil || id == self {
+			continue
+		}
+		a.learnAddrs(id, m.PeerAddrs)
+		out = append(out, peer.AddrInfo{ID: id, Addrs: a.node.Host().Peerstore().Addrs(id)})
+	}
+	return out
 }

@@ -49,7 +49,7 @@ func (f *fetcher) fromSwarm(ctx context.Context, d digest.Digest, size int64, w 
 		return fmt.Errorf("swarm: %w", err)
 	}
 	f.log.Warn("swarm fetch failed; trying complete providers one by one", "digest", d, "err", err)
-	srcs := f.completeSources(ctx, d, provs)
+	srcs := f.completeSources(ctx, d, provs, false)
 	if len(srcs) == 0 {
 		return fmt.Errorf("swarm: %w", err)
 	}
@@ -66,8 +66,11 @@ func (f *fetcher) fromSwarm(ctx context.Context, d digest.Digest, size int64, w 
 }
 
 // completeSources asks every provider what it holds and returns those that
-// hold the whole blob and have a free upload slot.
-func (f *fetcher) completeSources(ctx context.Context, d digest.Digest, provs []peer.AddrInfo) []peer.AddrInfo {
+// hold the whole blob and (unless evenBusy) have a free upload slot.
+func (f *fetcher) completeSources(ctx context.Context, d digest.Digest, provs []peer.AddrInfo, evenBusy bool) []peer.AddrInfo {
+	if len(provs) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, availabilityTimeout)
 	defer cancel()
 	self := f.node.ID()
@@ -89,7 +92,7 @@ func (f *fetcher) completeSources(ctx context.Context, d digest.Digest, provs []
 	}
 	var srcs []peer.AddrInfo
 	for range asked {
-		if a := <-ch; a.Size > 0 && a.Complete() && !a.Busy() {
+		if a := <-ch; a.Size > 0 && a.Complete() && (evenBusy || !a.Busy()) {
 			srcs = append(srcs, a.Peer)
 		}
 	}

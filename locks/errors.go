@@ -1,6 +1,10 @@
 package locks
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // Sentinel errors returned by this package; test with [errors.Is].
 var (
@@ -22,3 +26,18 @@ var (
 	// ErrInvalid reports a malformed request: empty name, bad TTL or limit.
 	ErrInvalid = errors.New("invalid lock request")
 )
+
+// HeldError reports a lock that a try-once acquire ([AcquireOptions].Wait
+// zero) found held: it names the holders' nodes, so that a caller that
+// wanted the lock to do some work once for everyone (read a blob from the
+// origin) can go to the node doing it. It matches [ErrTimeout].
+type HeldError struct {
+	Name    string
+	Holders []string // node names
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("acquire %s: busy, held by %s: %v", e.Name, strings.Join(e.Holders, ", "), ErrTimeout)
+}
+
+func (e *HeldError) Unwrap() error { return ErrTimeout }

@@ -58,6 +58,8 @@ type wireGrant struct {
 type wireError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Holders name the nodes holding the lock, on a try-once TIMEOUT.
+	Holders []string `json:"holders,omitempty"`
 }
 
 func toWire(r Request, token uint64, wait time.Duration) wireRequest {
@@ -122,7 +124,11 @@ func wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			code, status := errorCode(err)
-			writeJSON(w, status, wireError{Code: code, Message: err.Error()})
+			we := wireError{Code: code, Message: err.Error()}
+			if held := (*HeldError)(nil); errors.As(err, &held) {
+				we.Holders = held.Holders
+			}
+			writeJSON(w, status, we)
 		}
 	})
 }
@@ -178,6 +184,10 @@ func post(ctx context.Context, dial Dialer, m Member, o op, req wireRequest, hop
 		var we wireError
 		if err := dec.Decode(&we); err != nil {
 			return wireGrant{}, fmt.Errorf("%s %s at %s: status %d", o, req.Name, m.Name, resp.StatusCode)
+		}
+		if we.Code == "TIMEOUT" && len(we.Holders) > 0 {
+			held := &HeldError{Name: req.Name, Holders: we.Holders[:min(len(we.Holders), maxHeldNames)]}
+			return wireGrant{}, fmt.Errorf("%s %s at %s: %w", o, req.Name, m.Name, held)
 		}
 		if s := codeError(we.Code); s != nil {
 			return wireGrant{}, fmt.Errorf("%s %s at %s: %s: %w", o, req.Name, m.Name, we.Message, s)

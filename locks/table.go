@@ -207,8 +207,17 @@ func (t *Table) Acquire(now time.Time, r Request) (g Grant, queued bool, err err
 	if grace {
 		return Grant{}, false, fmt.Errorf("acquire %s: %w", r.Name, ErrGrace)
 	}
-	return Grant{}, false, fmt.Errorf("acquire %s: busy: %w", r.Name, ErrTimeout)
+	held := &HeldError{Name: r.Name}
+	for _, h := range l.holders {
+		if len(held.Holders) < maxHeldNames {
+			held.Holders = append(held.Holders, h.Holder.Node)
+		}
+	}
+	return Grant{}, false, held
 }
+
+// maxHeldNames bounds the holders a [HeldError] names.
+const maxHeldNames = 16
 
 // Cancel removes a queued request and reports whether it was still queued.
 func (t *Table) Cancel(name string, h Holder) bool {

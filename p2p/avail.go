@@ -48,6 +48,9 @@ type Availability struct {
 	Have      [][2]int64
 	Uploaders int
 	Slots     int
+	// Peers are other peers that asked the provider for the blob lately
+	// (HeaderPeers): members of its swarm.
+	Peers []peer.AddrInfo
 }
 
 // Complete reports whether the provider holds the whole blob.
@@ -86,6 +89,7 @@ func (n *Node) Availability(ctx context.Context, p peer.AddrInfo, d digest.Diges
 	}
 	a.Uploaders, _ = strconv.Atoi(resp.Header.Get(HeaderUploaders))
 	a.Slots, _ = strconv.Atoi(resp.Header.Get(HeaderUploadSlots))
+	a.Peers = parsePeers(resp.Header.Get(HeaderPeers))
 	return a, nil
 }
 

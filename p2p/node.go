@@ -75,6 +75,7 @@ type Node struct {
 	fetched map[peer.ID]int64
 	slots   uploadSlots
 	spread  spread
+	pex     pexBook
 	// copyBufs are the buffers blob responses are copied through.
 	copyBufs sync.Pool
 

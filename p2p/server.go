@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -90,6 +92,14 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.Set(HeaderUploaders, strconv.Itoa(uploaders))
 	h.Set(HeaderUploadSlots, strconv.Itoa(slots))
+	if asker, err := peer.Decode(r.RemoteAddr); err == nil && (r.Header.Get(HeaderHeldOnly) != "" || r.Method == http.MethodHead) {
+		// Swarm downloaders learn each other from here (peer exchange).
+		now := time.Now()
+		if v := n.pexHeader(d, asker, now); v != "" {
+			h.Set(HeaderPeers, v)
+		}
+		n.pex.note(d, asker, now)
+	}
 	status := http.StatusOK
 	if partial {
 		h.Set("Content-Range", contentRange(off, length, size))

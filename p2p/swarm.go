@@ -75,7 +75,7 @@ type swarmEvent struct {
 	have  [][2]int64
 	load  int // the provider's uploaders, from its answer (-1: unknown)
 	err   error
-	provs []peer.AddrInfo
+	provs []peer.AddrInfo // from the DHT, or the peers the answer named
 }
 
 const (
@@ -86,6 +86,9 @@ const (
 
 // maxSwarmFails drops a provider after this many failed requests.
 const maxSwarmFails = 3
+
+// maxSwarmPeers bounds the providers one download keeps track of.
+const maxSwarmPeers = 64
 
 // admitSlack: a holder is asked only if it is expected to deliver a chunk
 // within admitSlack times the soonest any holder could.
@@ -146,7 +149,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 	self := n.host.ID()
 	add := func(list []peer.AddrInfo) {
 		for _, ai := range list {
-			if ai.ID == self || peers[ai.ID] != nil {
+			if ai.ID == self || peers[ai.ID] != nil || len(peers) >= maxSwarmPeers {
 				continue
 			}
 			n.addProviderAddrs([]peer.AddrInfo{ai})
@@ -162,7 +165,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			hctx, hcancel := context.WithTimeout(ctx, 3*time.Second)
 			defer hcancel()
 			a, err := n.Availability(hctx, sp.ai, d)
-			events <- swarmEvent{kind: evHead, p: sp.ai.ID, have: a.Have, load: a.Uploaders, err: err}
+			events <- swarmEvent{kind: evHead, p: sp.ai.ID, have: a.Have, load: a.Uploaders, provs: a.Peers, err: err}
 		}()
 	}
 	refreshing := false
@@ -202,8 +205,8 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			running++
 			go func() {
 				start := time.Now()
-				got, have, load, err := n.swarmChunk(ctx, sp.ai.ID, d, off, end, size, dst, opts.Stall)
-				events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: have, load: load, err: err, took: time.Since(start)}
+				got, news, err := n.swarmChunk(ctx, sp.ai.ID, d, off, end, size, dst, opts.Stall)
+				events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: news.have, load: news.load, provs: news.peers, err: err, took: time.Since(start)}
 			}()
 		}
 		// Keep what providers hold fresh: while requests could be added,
@@ -254,6 +257,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				} else {
 					sp.have, sp.uploaders = ev.have, ev.load
 				}
+				add(ev.provs)
 			case evChunk:
 				inflight[ev.chunk] = false
 				sp.inflight--
@@ -268,6 +272,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				if ev.load >= 0 {
 					sp.uploaders = ev.load
 				}
+				add(ev.provs)
 				var busy *statusError
 				switch {
 				case ev.err == nil:
@@ -397,15 +402,22 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 	return bestChunk, bestHolder
 }
 
+// chunkNews is what a provider's answer said besides the bytes.
+type chunkNews struct {
+	have  [][2]int64 // ranges it holds (nil: not said)
+	load  int        // peers it serves (-1: not said)
+	peers []peer.AddrInfo
+}
+
 // swarmChunk fetches bytes [off, end) of d from p into dst, writing as
-// they arrive. It returns the bytes written and the ranges p said it holds.
-func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, end, size int64, dst io.WriterAt, stall time.Duration) (got int64, avail [][2]int64, load int, err error) {
-	load = -1
+// they arrive. It returns the bytes written and what p said besides.
+func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, end, size int64, dst io.WriterAt, stall time.Duration) (got int64, news chunkNews, err error) {
+	news.load = -1
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, blobURL(p, d), nil)
 	if err != nil {
-		return 0, nil, load, err
+		return 0, news, err
 	}
 	req.Header.Set("Range", "bytes="+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(end-1, 10))
 	req.Header.Set(HeaderHeldOnly, "1")
@@ -413,20 +425,21 @@ func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, 
 	defer watchdog.Stop()
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return 0, nil, load, fmt.Errorf("chunk at %d from %s: %w", off, p, err)
+		return 0, news, fmt.Errorf("chunk at %d from %s: %w", off, p, err)
 	}
 	defer resp.Body.Close()
-	if avail, err = parseHave(resp.Header.Get(HeaderHave), size); err != nil {
-		avail = nil
+	if news.have, err = parseHave(resp.Header.Get(HeaderHave), size); err != nil {
+		news.have = nil
 	}
 	if v, err := strconv.Atoi(resp.Header.Get(HeaderUploaders)); err == nil {
-		load = v
+		news.load = v
 	}
+	news.peers = parsePeers(resp.Header.Get(HeaderPeers))
 	if err := checkStatus(resp, d, http.StatusPartialContent, http.StatusOK); err != nil {
-		return 0, avail, load, err
+		return 0, news, err
 	}
 	if resp.StatusCode == http.StatusOK && (off != 0 || resp.ContentLength != end) {
-		return 0, avail, load, fmt.Errorf("chunk at %d from %s: range ignored", off, p)
+		return 0, news, fmt.Errorf("chunk at %d from %s: range ignored", off, p)
 	}
 	buf := make([]byte, 64<<10)
 	for got < end-off {
@@ -434,7 +447,7 @@ func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, 
 		if k > 0 {
 			watchdog.Reset(stall)
 			if _, werr := dst.WriteAt(buf[:k], off+got); werr != nil {
-				return got, avail, load, fmt.Errorf("chunk at %d: write: %w", off, werr)
+				return got, news, fmt.Errorf("chunk at %d: write: %w", off, werr)
 			}
 			got += int64(k)
 		}
@@ -442,8 +455,8 @@ func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, 
 			if got == end-off {
 				break
 			}
-			return got, avail, load, fmt.Errorf("chunk at %d from %s: %w", off, p, rerr)
+			return got, news, fmt.Errorf("chunk at %d from %s: %w", off, p, rerr)
 		}
 	}
-	return got, avail, load, nil
+	return got, news, nil
 }

@@ -444,6 +444,9 @@ func fastMemberlist(tr memberlist.Transport) *memberlist.Config {
 	c := memberlist.DefaultLANConfig()
 	c.Transport = tr
 	c.GossipInterval = 100 * time.Millisecond
+	// Messages cross memory, not a network: compressing them would only
+	// spend the cores the agents share.
+	c.EnableCompression = false
 	return c
 }
 

@@ -40,7 +40,7 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Report, error) {
 	}
 	base := opts.Dir
 	if base == "" {
-		d, err := os.MkdirTemp("", "shoal-sim-")
+		d, err := os.MkdirTemp(memDir(), "shoal-sim-")
 		if err != nil {
 			return nil, fmt.Errorf("sim: %w", err)
 		}
@@ -321,4 +321,19 @@ func scrape(r io.Reader, base string) scraped {
 		}
 	}
 	return s
+}
+
+// memDir is where a run keeps its agents' data by default: a memory file
+// system when the machine has one (/dev/shm), so that the simulated
+// network, not the disk under the run, sets the pace; else the
+// temporary directory.
+func memDir() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if f, err := os.CreateTemp("/dev/shm", "shoal-sim-probe-"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "/dev/shm"
+		}
+	}
+	return os.TempDir()
 }
