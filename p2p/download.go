@@ -38,7 +38,11 @@ type DownloadOptions struct {
 	// share, keeps peers too slow to help out and moves ranges off peers
 	// that fall behind; SelectRandom takes providers in random order and
 	// hands out ranges first come, first served (the baseline the
-	// simulator compares against).
+	// simulator compares against). SelectHedged is the other baseline,
+	// without probes: the swarm download asks each chunk of its least used
+	// holder and hedges a request slower than the recent p80 to a second
+	// holder (hedge.go); Download, used only with complete providers,
+	// treats it as SelectRandom.
 	Selection string
 }
 
@@ -46,6 +50,7 @@ type DownloadOptions struct {
 const (
 	SelectScored = "scored"
 	SelectRandom = "random"
+	SelectHedged = "hedged"
 )
 
 // DefaultDownloadOptions returns the production defaults.
@@ -66,10 +71,17 @@ func (o DownloadOptions) Validate() error {
 	if o.ChunkSize <= 0 || o.MaxRun <= 0 || o.MaxPeers <= 0 || o.StreamsPerPeer <= 0 || o.StallTimeout <= 0 || o.ConnectTimeout <= 0 {
 		return fmt.Errorf("download options must all be positive: %+v", o)
 	}
-	if o.Selection != "" && o.Selection != SelectScored && o.Selection != SelectRandom {
-		return fmt.Errorf("download selection %q: want %q or %q", o.Selection, SelectScored, SelectRandom)
+	switch o.Selection {
+	case "", SelectScored, SelectRandom, SelectHedged:
+	default:
+		return fmt.Errorf("download selection %q: want %q, %q or %q", o.Selection, SelectScored, SelectRandom, SelectHedged)
 	}
 	return nil
+}
+
+// scored reports whether the selection policy uses the probe scores.
+func (o DownloadOptions) scored() bool {
+	return o.Selection == "" || o.Selection == SelectScored
 }
 
 // ChunkSource records where one chunk of a download came from.
@@ -195,7 +207,7 @@ func (n *Node) download(ctx context.Context, d digest.Digest, size int64, provid
 		return DownloadStats{}, fmt.Errorf("download %s: size %d out of range (chunk size %d, at most %d chunks)",
 			d, size, opts.ChunkSize, maxChunks)
 	}
-	scored := opts.Selection != SelectRandom
+	scored := opts.scored()
 	dl := &download{
 		n: n, d: d, size: size, dst: dst, opts: opts, scored: scored,
 		sched:   NewSchedule(size, opts.ChunkSize, opts.MaxRun),

@@ -65,9 +65,9 @@ func (n *Node) filterCandidates(providers []peer.AddrInfo, exclude []peer.ID) []
 }
 
 // rank orders candidates by the selection policy: by expected time to
-// fetch a chunk (scored), or at random.
+// fetch a chunk (scored), or at random (the baselines).
 func (n *Node) rank(cands []peer.AddrInfo, opts DownloadOptions) []peer.AddrInfo {
-	if opts.Selection == SelectRandom {
+	if !opts.scored() {
 		out := slices.Clone(cands)
 		rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 		return out

@@ -51,6 +51,9 @@ type SwarmStats struct {
 	Heads    int
 	Idle     time.Duration
 	Transfer time.Duration
+	// Hedges counts requests sent to a second holder because the first
+	// was slow (SelectHedged).
+	Hedges int
 }
 
 // swarmPeer is what a swarm download knows about one provider.
@@ -60,6 +63,7 @@ type swarmPeer struct {
 	uploaders int        // peers it was serving, as last heard
 	est       Estimate   // its probe score (RTT, throughput)
 	inflight  int
+	sent      int // requests sent to it by this download
 	busyUntil time.Time
 	fails     int
 	asking    bool // a HEAD is running
@@ -171,7 +175,31 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 	refreshing := false
 	lastRefresh := time.Now()
 	var lastHeads, lastScores time.Time
-	scored := n.cfg.Download.Selection != SelectRandom
+	scored := n.cfg.Download.scored()
+	hedged := n.cfg.Download.Selection == SelectHedged
+	var hg *hedger // the hedged policy's requests (hedge.go); nil otherwise
+	if hedged {
+		hg = newHedger(dst, chunks, opts.ChunkSize, size)
+	}
+	// request asks sp for chunk c; its outcome comes back as an evChunk.
+	request := func(c int, sp *swarmPeer, now time.Time) {
+		off := int64(c) * opts.ChunkSize
+		end := min(off+opts.ChunkSize, size)
+		sp.inflight++
+		sp.sent++
+		st.Requests++
+		running++
+		rctx, w, finish := ctx, dst, func(err error) error { return err }
+		if hg != nil {
+			rctx, w, finish = hg.begin(ctx, c, sp.ai.ID, now)
+		}
+		go func() {
+			start := time.Now()
+			got, news, err := n.swarmChunk(rctx, sp.ai.ID, d, off, end, size, w, opts.Stall)
+			err = finish(err)
+			events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: news.have, load: news.load, provs: news.peers, err: err, took: time.Since(start)}
+		}()
+	}
 	lastProgress := time.Now()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
@@ -192,22 +220,18 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			n.swarmEstimates(peers)
 		}
 		for active < opts.Streams {
-			c, sp := pickChunk(peers, done, inflight, opts.ChunkSize, size, opts.PerPeer, scored, now)
+			c, sp := pickChunk(peers, done, inflight, opts.ChunkSize, size, opts.PerPeer, scored, hedged, now)
 			if sp == nil {
 				break
 			}
-			off := int64(c) * opts.ChunkSize
-			end := min(off+opts.ChunkSize, size)
 			inflight[c] = true
-			sp.inflight++
 			active++
-			st.Requests++
-			running++
-			go func() {
-				start := time.Now()
-				got, news, err := n.swarmChunk(ctx, sp.ai.ID, d, off, end, size, dst, opts.Stall)
-				events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: news.have, load: news.load, provs: news.peers, err: err, took: time.Since(start)}
-			}()
+			request(c, sp, now)
+		}
+		// Hedged policy: a request slower than the recent p80 gets a rival.
+		for c, sp := hg.next(peers, opts.PerPeer, now); sp != nil; c, sp = hg.next(peers, opts.PerPeer, now) {
+			st.Hedges++
+			request(c, sp, now)
 		}
 		// Keep what providers hold fresh: while requests could be added,
 		// every 100ms ask the two whose news is oldest (peers learn chunks
@@ -259,7 +283,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				}
 				add(ev.provs)
 			case evChunk:
-				inflight[ev.chunk] = false
+				inflight[ev.chunk] = hg.end(ev.chunk, ev.p, ev.err == nil, ev.took)
 				sp.inflight--
 				st.Bytes += ev.got
 				st.BytesByPeer[ev.p] += ev.got
@@ -282,6 +306,8 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 					n.mu.Lock()
 					n.scores.Observe(ev.p, ev.got, ev.took, time.Now())
 					n.mu.Unlock()
+				case done[ev.chunk] || errors.Is(ev.err, errHedgeLost):
+					// A hedge's rival lost the race: nothing to hold against it.
 				case errors.As(ev.err, &busy) && busy.code == http.StatusRequestedRangeNotSatisfiable:
 					// Not held after all (the answer said what is): ask again.
 					n.log.Debug("swarm range not held", "digest", d, "peer", ev.p, "chunk", ev.chunk, "have", ev.have, "err", ev.err)
@@ -325,11 +351,12 @@ func (n *Node) swarmEstimates(peers map[peer.ID]*swarmPeer) {
 // that only the origin reader holds, so the first holder's uplink carries
 // each chunk about once and the others trade what they got. Among equal
 // costs the rarest chunk wins, then chance. Unscored (the random-peer
-// baseline), any holder of the rarest chunk will do. Eligible providers
-// have a free request slot, were not busy a moment ago and have not
-// failed too often; only providers holding the whole chunk are asked, so
-// no request waits on a peer that is itself waiting.
-func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, size int64, perPeer int, scored bool, now time.Time) (int, *swarmPeer) {
+// baseline), any holder of the rarest chunk will do; hedged (hedge.go),
+// its least used holder. Eligible providers have a free request slot,
+// were not busy a moment ago and have not failed too often; only
+// providers holding the whole chunk are asked, so no request waits on a
+// peer that is itself waiting.
+func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, size int64, perPeer int, scored, hedged bool, now time.Time) (int, *swarmPeer) {
 	var eligible, usable []*swarmPeer
 	for _, sp := range peers {
 		if sp.fails < maxSwarmFails && sp.have != nil {
@@ -355,6 +382,9 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 		return best
 	}
 	cost := func(sp *swarmPeer) float64 {
+		if hedged {
+			return hedgeCost(sp)
+		}
 		if !scored {
 			return 0
 		}
@@ -386,6 +416,9 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 		}
 		if holder == nil {
 			continue
+		}
+		if hedged {
+			hc = 0 // the holder is the least used; the chunk, the rarest
 		}
 		if scored && holder.est.Time(chunkSize).Seconds() > admitSlack*soonest(off, end) {
 			continue
