@@ -256,8 +256,14 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 				c.Probe.Bytes = max(c.Probe.Bytes/int64(s.Scale), 4<<10)
 				c.Probe.ByteRate /= float64(s.Scale)
 				c.Probe.OnDemandSize /= int64(s.Scale)
-				if f.strategy == RandomPeer {
+				switch f.strategy {
+				case RandomPeer:
 					c.Download.Selection = p2p.SelectRandom
+				case Hedged:
+					// The passive baseline: no probes at all (their
+					// bytes are part of what scoring has to earn).
+					c.Download.Selection = p2p.SelectHedged
+					c.Probe.Interval = 0
 				}
 				c.FindGrace = 50 * time.Millisecond
 			}),

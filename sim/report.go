@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -144,6 +145,9 @@ func (r *Report) add(strategy string, run *strategyRun) {
 	}
 	r.Strategies[strategy] = sr
 	r.order = append(r.order, strategy)
+	slices.SortStableFunc(r.order, func(a, b string) int {
+		return slices.Index(strategies, a) - slices.Index(strategies, b)
+	})
 }
 
 // linkOf is a node's link speed in bytes per second.
@@ -158,7 +162,8 @@ func quantile(xs []float64, q float64) float64 {
 	return xs[min(max(i, 0), len(xs)-1)]
 }
 
-// Order is the strategies in the order they ran.
+// Order is the strategies that ran, in report order (that of the
+// Strategy constants), whatever order they ran in.
 func (r *Report) Order() []string { return r.order }
 
 // WriteTable prints the report as a text table.

@@ -17,11 +17,12 @@ import (
 const (
 	OriginOnly = "origin-only" // every host reads the object store; no peers
 	RandomPeer = "random-peer" // peers in random order, no scores, no origin locks
+	Hedged     = "hedged"      // least-used peer, hedged after the recent p80; no probes; origin locks
 	Shoal      = "shoal"       // the real agent: scored multi-source, once per group
 )
 
 // Strategies lists every strategy the simulator knows.
-var strategies = []string{OriginOnly, RandomPeer, Shoal}
+var strategies = []string{OriginOnly, RandomPeer, Hedged, Shoal}
 
 // Event actions.
 const (

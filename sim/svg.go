@@ -51,10 +51,9 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#888" stroke-dasharray="4 4"/>`+"\n", x(r.BoundSeconds), top, x(r.BoundSeconds), top+plotH)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#666" font-size="11">bound %.1fs</text>`+"\n", x(r.BoundSeconds)+4, top+12, r.BoundSeconds)
 	}
-	colors := []string{"#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd"}
 	for i, name := range r.order {
 		s := r.Strategies[name]
-		color := colors[i%len(colors)]
+		color := strategyColor(name)
 		total := s.Pulls
 		if total > 0 && len(s.Samples) > 0 {
 			pts := []string{fmt.Sprintf("%.1f,%.1f", x(0), y(0))}
@@ -74,6 +73,21 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// strategyColor gives each strategy one colour in every plot.
+func strategyColor(name string) string {
+	switch name {
+	case OriginOnly:
+		return "#d62728"
+	case RandomPeer:
+		return "#ff7f0e"
+	case Hedged:
+		return "#9467bd"
+	case Shoal:
+		return "#1f77b4"
+	}
+	return "#2ca02c"
 }
 
 // niceStep rounds a raw tick step to 1, 2 or 5 times a power of ten.

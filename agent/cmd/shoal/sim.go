@@ -22,7 +22,9 @@ const simUsage = `Usage:
 
 Runs a fleet of real agents in this process over simulated links (see
 sim/scenarios/) once per strategy, and prints pull-time percentiles, origin
-egress and peer traffic. Scenarios: sim/scenarios/*.yaml.
+egress and peer traffic. Scenarios: sim/scenarios/*.yaml. Strategies:
+origin-only, random-peer, hedged (least-used peer, hedged after the recent
+p80; no probes) and shoal.
 `
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
