@@ -81,6 +81,9 @@ type Status struct {
 	Peers         []PeerScore      `json:"peers,omitempty"`
 	Probes        int64            `json:"probes"`
 	ProbeBytes    int64            `json:"probe_bytes"`
+	// Fetches are the blobs being brought into the cache now, then the
+	// last ones brought, newest first, with where their bytes came from.
+	Fetches []FetchSources `json:"recent_fetches"`
 }
 
 func (a *Agent) status() Status {
@@ -124,6 +127,8 @@ func (a *Agent) status() Status {
 			})
 		}
 	}
+	s.Fetches = a.pulls.list()
+	a.nameFetchPeers(s.Fetches)
 	if at, err := a.outbox.LastError(); err != nil {
 		s.OutboxError, s.OutboxErrorAt = err.Error(), at.UTC().Format(time.RFC3339)
 	}

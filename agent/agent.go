@@ -70,6 +70,7 @@ type Agent struct {
 	originStats  *observe.Metrics
 	origins      []*observe.Store // one per configured origin, for /status
 	metrics      *metrics
+	pulls        *pullSources // where recent fetches' bytes came from
 	registryAddr string
 	adminAddr    string
 	embed        embedding // parts substituted by an embedding program
@@ -171,6 +172,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		closers = append(closers, a.node.Close)
 	}
 	a.metrics = newMetrics(a)
+	a.pulls = newPullSources(time.Now)
+	a.metrics.reg.MustRegister(a.pulls.collectors()...)
 	if a.cfg.Serf.Enabled {
 		if err := a.openFleet(); err != nil {
 			return err
@@ -192,7 +195,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	life, stopFetches := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFetches()
-	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life, originSplit: a.chunkSize,
+	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life, originSplit: a.chunkSize, pulls: a.pulls,
 		onLockWait: func(d time.Duration) { a.metrics.lockWait.Observe(d.Seconds()) },
 		onBytes:    func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
 		onFind:     func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) }}

@@ -37,6 +37,8 @@ type fetcher struct {
 	onFind func(time.Duration)
 	// onLockWait observes waits for the origin fetch lock.
 	onLockWait func(time.Duration)
+	// pulls records where each fetch's bytes came from (nil: nowhere).
+	pulls *pullSources
 	// originSplit is the smallest range of a blob read from the object
 	// store by a stream of its own (0: originSplit).
 	originSplit int64
@@ -195,6 +197,8 @@ const maxSwarmRounds = 3
 func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 	defer f.wg.Done()
 	defer func() { p.release() }() // p.lease changes below
+	rec := f.pulls.begin(d, p.size)
+	defer func() { f.pulls.end(rec, f.cached(d)) }()
 	ctx := f.life
 	if p.lease != nil && f.node != nil {
 		// The group's origin reader announces the blob at once: the hosts
@@ -250,6 +254,7 @@ func (f *fetcher) fromOrigin(ctx context.Context, d digest.Digest, w *cas.Writer
 	defer rc.Close()
 	n, err := io.Copy(w, rc)
 	f.onBytes("origin", n)
+	f.pulls.fromOrigin(d, n)
 	if err != nil {
 		return fmt.Errorf("copy from origin: %w", err)
 	}

@@ -55,6 +55,7 @@ func (f *fetcher) fromOriginRanges(ctx context.Context, d digest.Digest, w *cas.
 			defer rc.Close()
 			got, err := io.Copy(&offsetWriter{w: w, off: off}, io.LimitReader(rc, n))
 			f.onBytes("origin", got)
+			f.pulls.fromOrigin(d, got)
 			if err == nil && got != n {
 				err = io.ErrUnexpectedEOF
 			}

@@ -38,6 +38,7 @@ func (f *fetcher) fromSwarm(ctx context.Context, d digest.Digest, size int64, w 
 		Refresh: func(ctx context.Context) []peer.AddrInfo { return f.findProviders(ctx, d) },
 	})
 	f.onBytes("peer", st.Bytes)
+	f.pulls.fromPeers(d, st.BytesByPeer)
 	if err == nil {
 		if _, err = w.Commit(ctx); err == nil {
 			f.log.Debug("fetched from the swarm", "digest", d, "requests", st.Requests, "hedges", st.Hedges, "busy", st.Busy, "heads", st.Heads, "idle", st.Idle, "transfer", st.Transfer, "bytes_by_peer", st.BytesByPeer)
@@ -108,6 +109,7 @@ func (f *fetcher) trySources(ctx context.Context, d digest.Digest, size int64, w
 	aw.w.Store(w)
 	res, err := f.node.Fetch(ctx, d, size, srcs, aw, aw.verify)
 	f.onBytes("peer", res.Last.Bytes)
+	f.pulls.fromPeers(d, res.Last.BytesByPeer)
 	if len(res.Blamed) > 0 {
 		f.log.Warn("peers sent corrupt bytes", "digest", d, "peers", res.Blamed)
 	}

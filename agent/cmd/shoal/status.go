@@ -108,7 +108,51 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
+	if err := printFetches(stdout, s); err != nil {
+		return err
+	}
 	return printPeers(stdout, s)
+}
+
+// printFetches lists the recent fetches and where their bytes came from.
+func printFetches(w io.Writer, s agent.Status) error {
+	if len(s.Fetches) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nrecent fetches (newest first):")
+	fw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(fw, "  DIGEST\tSIZE\tRESULT\tTIME\tFROM ORIGIN\tFROM PEERS\tTOP PEERS")
+	for _, f := range s.Fetches {
+		dgst := f.Digest
+		if i := strings.IndexByte(dgst, ':'); i >= 0 && len(dgst) > i+13 {
+			dgst = dgst[:i+13] // algorithm and 12 hex digits, as docker prints them
+		}
+		peers := human(f.PeerBytes)
+		if total := f.OriginBytes + f.PeerBytes; total > 0 {
+			peers += fmt.Sprintf(" (%.0f%%)", 100*float64(f.PeerBytes)/float64(total))
+		}
+		var top []string
+		for _, p := range f.Peers {
+			name := p.Node
+			if name == "" {
+				name = shortPeer(p.ID)
+			}
+			top = append(top, name+" "+human(p.Bytes))
+		}
+		took := time.Duration(f.Seconds * float64(time.Second)).Round(time.Millisecond)
+		fmt.Fprintf(fw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\n", dgst, human(f.Size), f.Result, took,
+			human(f.OriginBytes), peers, strings.Join(top, ", "))
+	}
+	return fw.Flush()
+}
+
+// shortPeer abbreviates a libp2p peer ID to its last 8 characters (its
+// first ones are the same for every key of a type).
+func shortPeer(id string) string {
+	if len(id) <= 12 {
+		return id
+	}
+	return "…" + id[len(id)-8:]
 }
 
 // printPeers lists the peers' probe scores, best first.
