@@ -18,14 +18,15 @@ import (
 
 // startSerfFleet starts agents on one origin, the first one's serf address
 // joined by the rest, with groups[i] as agent i's group, and waits until
-// every agent sees every member alive and has DHT peers.
-func startSerfFleet(t *testing.T, origin string, groups []string) []*testAgent {
+// every agent sees every member alive and has DHT peers. opts go to every
+// agent's New.
+func startSerfFleet(t *testing.T, origin string, groups []string, opts ...Option) []*testAgent {
 	t.Helper()
 	fleet := make([]*testAgent, len(groups))
 	begin := time.Now()
 	defer func() { t.Logf("fleet of %d ready in %s", len(groups), time.Since(begin).Round(time.Millisecond)) }()
 	for i, g := range groups {
-		fleet[i] = startAgent(t, origin, func(c *config.Config) {
+		fleet[i] = startAgentWith(t, origin, opts, func(c *config.Config) {
 			c.NodeName = fmt.Sprintf("node-%02d", i)
 			c.Group = g
 			if i > 0 {

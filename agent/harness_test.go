@@ -28,6 +28,12 @@ type testAgent struct {
 // directory (a new one if ""), and stops it at the end of the test.
 func startAgent(t testing.TB, originDir string, mutate ...func(*config.Config)) *testAgent {
 	t.Helper()
+	return startAgentWith(t, originDir, nil, mutate...)
+}
+
+// startAgentWith is startAgent with options for New (embedding parts).
+func startAgentWith(t testing.TB, originDir string, opts []Option, mutate ...func(*config.Config)) *testAgent {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.RegistryAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -43,17 +49,17 @@ func startAgent(t testing.TB, originDir string, mutate ...func(*config.Config)) 
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	return runAgent(t, cfg)
+	return runAgent(t, cfg, opts...)
 }
 
 // runAgent starts an agent with cfg and waits until it is ready.
-func runAgent(t testing.TB, cfg config.Config) *testAgent {
+func runAgent(t testing.TB, cfg config.Config, opts ...Option) *testAgent {
 	t.Helper()
 	if err := cfg.Finish(); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := New(cfg, log)
+	a, err := New(cfg, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
