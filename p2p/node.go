@@ -69,13 +69,16 @@ type Node struct {
 
 	seed maphash.Seed // keys chunk hashes (see ChunkSource)
 
-	mu      sync.Mutex
-	keys    map[string]cid.Cid // provided blobs, by multihash bytes
-	scores  *Scores
-	fetched map[peer.ID]int64
-	slots   uploadSlots
-	spread  spread
-	pex     pexBook
+	mu   sync.Mutex
+	keys map[string]cid.Cid // provided blobs, by multihash bytes
+	// announcing marks keys whose announcement is queued or done (until
+	// it fails or the key is withdrawn): a second Provide is a no-op.
+	announcing map[string]bool
+	scores     *Scores
+	fetched    map[peer.ID]int64
+	slots      uploadSlots
+	spread     spread
+	pex        pexBook
 	// copyBufs are the buffers blob responses are copied through.
 	copyBufs sync.Pool
 
@@ -108,14 +111,15 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     logger,
-		src:     src,
-		keys:    make(map[string]cid.Cid),
-		scores:  NewScores(),
-		fetched: make(map[peer.ID]int64),
-		closed:  make(chan struct{}),
-		seed:    maphash.MakeSeed(),
+		cfg:        cfg,
+		log:        logger,
+		src:        src,
+		keys:       make(map[string]cid.Cid),
+		announcing: make(map[string]bool),
+		scores:     NewScores(),
+		fetched:    make(map[peer.ID]int64),
+		closed:     make(chan struct{}),
+		seed:       maphash.MakeSeed(),
 	}
 	defer func() {
 		if err != nil {

@@ -31,9 +31,18 @@ func (n *Node) Provide(ctx context.Context, d digest.Digest) error {
 	if err != nil {
 		return fmt.Errorf("provide: %w", err)
 	}
+	k := string(c.Hash())
 	n.mu.Lock()
-	n.keys[string(c.Hash())] = c
+	n.keys[k] = c
+	known := n.announcing[k]
+	n.announcing[k] = true
 	n.mu.Unlock()
+	if known {
+		// Announced or queued already (a host announces a blob when it
+		// starts to fetch it, and again would when it commits it): the
+		// record names this peer either way; the reprovider renews it.
+		return nil
+	}
 	if err := n.prov.Provide(ctx, c, true); err != nil {
 		return fmt.Errorf("provide %s: %w", d, err)
 	}
@@ -50,6 +59,7 @@ func (n *Node) Withdraw(d digest.Digest) {
 	}
 	n.mu.Lock()
 	delete(n.keys, string(c.Hash()))
+	delete(n.announcing, string(c.Hash()))
 	n.mu.Unlock()
 }
 
@@ -86,9 +96,21 @@ func (a announcer) Provide(ctx context.Context, c cid.Cid, _ bool) error {
 	}
 	if !a.waitReady(ctx) {
 		a.n.log.Debug("routing table empty: announcement left to the next reprovide", "cid", c)
+		a.n.unannounced(c)
 		return nil
 	}
-	return a.provide(ctx, c)
+	err := a.provide(ctx, c)
+	if err != nil {
+		a.n.unannounced(c)
+	}
+	return err
+}
+
+// unannounced lets the next Provide of c announce it again.
+func (n *Node) unannounced(c cid.Cid) {
+	n.mu.Lock()
+	delete(n.announcing, string(c.Hash()))
+	n.mu.Unlock()
 }
 
 // ProvideMany announces a batch of keys, ProvideConcurrency at a time.

@@ -91,6 +91,10 @@ const (
 // maxSwarmFails drops a provider after this many failed requests.
 const maxSwarmFails = 3
 
+// headEvery is how often, while request slots are free, a download asks
+// the two providers whose news is oldest what they hold now.
+const headEvery = 100 * time.Millisecond
+
 // maxSwarmPeers bounds the providers one download keeps track of.
 const maxSwarmPeers = 64
 
@@ -237,7 +241,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		// every 100ms ask the two whose news is oldest (peers learn chunks
 		// all the time; a downloader that knew only its first sources would
 		// queue at them).
-		if active < opts.Streams && now.Sub(lastHeads) >= 100*time.Millisecond {
+		if active < opts.Streams && now.Sub(lastHeads) >= headEvery {
 			lastHeads = now
 			for range 2 {
 				var oldest *swarmPeer
