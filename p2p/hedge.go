@@ -22,7 +22,11 @@ import (
 // random; chunks are still taken rarest first. A request that has run
 // longer than the p80 of the recent successful chunk requests is hedged:
 // the same chunk is asked of a second holder, the first complete answer
-// wins and the other request is cancelled.
+// wins and the other request is cancelled. The scored policy hedges the
+// same way (its holder choice stays the probe-scored one), but only a
+// request that also ran past twice what its holder's score predicts: a
+// score goes stale when the holder gets busy (and, in the endgame, any
+// request slower than the p80).
 //
 // Two answers to one chunk never both reach dst. Each request of a hedged
 // swarm gathers its chunk in a buffer of its own; once it has the whole
@@ -142,6 +146,14 @@ type hedger struct {
 	running   map[int][]hedgeRequest // by chunk: at most two, on different providers
 	claimed   []atomic.Bool          // chunks a request has written (or is writing)
 	bufs      sync.Pool              // *[]byte of chunkSize
+	// patient (the scored policy) also waits out twice the time the
+	// holder's probe score predicts before hedging: a holder known to be
+	// slow was admitted with that in mind; only a request slower than its
+	// holder's score (the score went stale: the holder got busy) is hedged.
+	// In the endgame (every chunk left is requested) it is not patient:
+	// the download waits for its slowest request otherwise.
+	patient bool
+	endgame bool
 }
 
 func newHedger(dst io.WriterAt, chunks int, chunkSize, size int64) *hedger {
@@ -232,6 +244,9 @@ func (h *hedger) next(peers map[peer.ID]*swarmPeer, perPeer int, now time.Time) 
 	after := h.lat.hedgeAfter()
 	for c, rs := range h.running {
 		if len(rs) != 1 || now.Sub(rs[0].start) < after || h.claimed[c].Load() {
+			continue
+		}
+		if sp := peers[rs[0].p]; h.patient && !h.endgame && sp != nil && now.Sub(rs[0].start) < 2*sp.est.Time(h.chunkSize) {
 			continue
 		}
 		off, end := h.bounds(c)

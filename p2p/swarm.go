@@ -181,9 +181,14 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 	var lastHeads, lastScores time.Time
 	scored := n.cfg.Download.scored()
 	hedged := n.cfg.Download.Selection == SelectHedged
-	var hg *hedger // the hedged policy's requests (hedge.go); nil otherwise
-	if hedged {
+	// Slow requests get a rival (hedge.go): under the hedged policy, and
+	// under the scored one too, where a probe score can be stale (the
+	// holder got busy since) and the hetero-links scenario showed the
+	// hedge halving p50 (docs/BENCHMARKS.md). Random stays unhedged.
+	var hg *hedger
+	if hedged || scored {
 		hg = newHedger(dst, chunks, opts.ChunkSize, size)
+		hg.patient = scored
 	}
 	// request asks sp for chunk c; its outcome comes back as an evChunk.
 	request := func(c int, sp *swarmPeer, now time.Time) {
@@ -232,7 +237,10 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			active++
 			request(c, sp, now)
 		}
-		// Hedged policy: a request slower than the recent p80 gets a rival.
+		// A request slower than the recent p80 gets a rival (hedge.go).
+		if hg != nil {
+			hg.endgame = active >= remaining
+		}
 		for c, sp := hg.next(peers, opts.PerPeer, now); sp != nil; c, sp = hg.next(peers, opts.PerPeer, now) {
 			st.Hedges++
 			request(c, sp, now)
