@@ -72,13 +72,7 @@ func TestSwarmLearnsPeersFromAnswers(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	blob := randomBlob(11, 1<<20)
-	d := digest.FromBytes(blob)
-	half := int64(len(blob) / 2)
-	a := &partialSource{d: d, blob: blob}
-	a.set([2]int64{0, half})
-	b := &partialSource{d: d, blob: blob}
-	b.set([2]int64{half, int64(len(blob))})
+	blob, d, half, a, b := halfHolders(11)
 	nodes := startFleet(t, 3, testConfig(), nil, a, b)
 	me, pa, pb := nodes[0], nodes[1], nodes[2]
 	if _, err := pb.Availability(ctx, peer.AddrInfo{ID: pa.ID(), Addrs: pa.Host().Addrs()}, d); err != nil {

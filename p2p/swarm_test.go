@@ -57,6 +57,19 @@ func (r *partialReader) Available() int64 {
 	return 0
 }
 
+// halfHolders makes a 1 MiB blob and two sources of it, one holding its
+// first half and one its second.
+func halfHolders(seed uint64) (blob []byte, d digest.Digest, half int64, a, b *partialSource) {
+	blob = randomBlob(seed, 1<<20)
+	d = digest.FromBytes(blob)
+	half = int64(len(blob) / 2)
+	a = &partialSource{d: d, blob: blob}
+	a.set([2]int64{0, half})
+	b = &partialSource{d: d, blob: blob}
+	b.set([2]int64{half, int64(len(blob))})
+	return blob, d, half, a, b
+}
+
 func TestHaveHeader(t *testing.T) {
 	for _, c := range []struct {
 		in   [][2]int64
@@ -95,13 +108,7 @@ func TestSwarmFromPartialPeers(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	blob := randomBlob(9, 1<<20)
-	d := digest.FromBytes(blob)
-	half := int64(len(blob) / 2)
-	a := &partialSource{d: d, blob: blob}
-	a.set([2]int64{0, half})
-	b := &partialSource{d: d, blob: blob}
-	b.set([2]int64{half, int64(len(blob))})
+	blob, d, half, a, b := halfHolders(9)
 	cfg := testConfig()
 	nodes := startFleet(t, 3, cfg, nil, a, b)
 	me, pa, pb := nodes[0], nodes[1], nodes[2]
