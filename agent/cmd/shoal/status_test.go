@@ -36,17 +36,7 @@ func TestPrintPeers(t *testing.T) {
 			if err := printPeers(&out, tt.s); err != nil {
 				t.Fatalf("printPeers: %v", err)
 			}
-			if tt.want == nil && out.Len() != 0 {
-				t.Fatalf("printed %q, want nothing", out.String())
-			}
-			rest := out.String()
-			for _, w := range tt.want {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("output lacks %q (in order):\n%s", w, out.String())
-				}
-				rest = rest[i+len(w):]
-			}
+			wantInOrder(t, out.String(), tt.want)
 		})
 	}
 }
@@ -83,17 +73,24 @@ func TestPrintFetches(t *testing.T) {
 			if err := printFetches(&out, tt.s); err != nil {
 				t.Fatalf("printFetches: %v", err)
 			}
-			if tt.want == nil && out.Len() != 0 {
-				t.Fatalf("printed %q, want nothing", out.String())
-			}
-			rest := out.String()
-			for _, w := range tt.want {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("output lacks %q (in order):\n%s", w, out.String())
-				}
-				rest = rest[i+len(w):]
-			}
+			wantInOrder(t, out.String(), tt.want)
 		})
+	}
+}
+
+// wantInOrder checks that out holds every string of want, in that order
+// (nothing at all when want is nil).
+func wantInOrder(t *testing.T, out string, want []string) {
+	t.Helper()
+	if want == nil && out != "" {
+		t.Fatalf("printed %q, want nothing", out)
+	}
+	rest := out
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("output lacks %q (in order):\n%s", w, out)
+		}
+		rest = rest[i+len(w):]
 	}
 }
