@@ -277,7 +277,14 @@ func TestHostilePeers(t *testing.T) {
 			if unused {
 				t.Logf("%s peer was never asked for a range", kind)
 			}
-			if kind != "endless" && !unused && !slow && sc.Failures <= 0 && !blamed && sc.BannedUntil.IsZero() {
+			// A truncating peer whose span the honest peer took over
+			// (work stealing) before the cut sent only bytes that verified
+			// on the first attempt: its fault never reached the downloader.
+			cutOff := kind == "truncated" && res.Attempts == 1 && res.Last.Failures[evil.ID()] == nil
+			if cutOff {
+				t.Logf("truncated peer's span was taken over before the cut (%d good bytes from it)", res.Last.BytesByPeer[evil.ID()])
+			}
+			if kind != "endless" && !unused && !cutOff && !slow && sc.Failures <= 0 && !blamed && sc.BannedUntil.IsZero() {
 				t.Fatalf("%s peer neither failed nor blamed: score %+v, blamed %v", kind, sc, res.Blamed)
 			}
 			if !client.Score(honest.ID()).BannedUntil.IsZero() {
