@@ -62,6 +62,7 @@ func (a Availability) Busy() bool { return a.Slots > 0 && a.Uploaders >= a.Slots
 // Availability asks p how much of d it holds and how loaded it is.
 func (n *Node) Availability(ctx context.Context, p peer.AddrInfo, d digest.Digest) (Availability, error) {
 	a := Availability{Peer: p}
+	n.addProviderAddrs([]peer.AddrInfo{p}) // the request dials p by its ID
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, blobURL(p.ID, d), nil)
 	if err != nil {
 		return a, fmt.Errorf("availability of %s on %s: %w", d, p.ID, err)
