@@ -238,6 +238,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if !a.embed.noOriginLocks {
 			fetch.locker = a.lockService
 			fetch.holders = a.memberPeers
+			fetch.self = a.cluster.Self().Name
 		}
 		bg.Go(func() error { return a.cluster.Run(bgCtx) })
 		bg.Go(func() error { return a.lockService.Run(bgCtx) })

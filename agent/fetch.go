@@ -30,7 +30,9 @@ type fetcher struct {
 	locker locks.Locker // nil: no origin dedup
 	// holders maps lock holders' node names to their peers (nil: unknown).
 	holders func(names []string) []peer.AddrInfo
-	log     *slog.Logger
+	// self is this host's node name in the fleet ("" without a fleet).
+	self string
+	log  *slog.Logger
 	// onBytes counts bytes brought into the cache, by source.
 	onBytes func(source string, n int64)
 	// onFind observes DHT provider lookups.
@@ -70,6 +72,14 @@ func (s storeSource) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, 
 // maxFetchAttempts bounds the follow/create race loop.
 const maxFetchAttempts = 4
 
+// ownFetchWait bounds how long a request waits for another request on
+// this host that is planning the same fetch (it holds the origin lock and
+// is looking for providers), polling every ownFetchPoll.
+const (
+	ownFetchWait = 30 * time.Second
+	ownFetchPoll = 20 * time.Millisecond
+)
+
 // plan is where a fetch will get its bytes.
 type plan struct {
 	size      int64
@@ -83,7 +93,8 @@ type plan struct {
 // if no fetch is running and the blob is not cached.
 func (f *fetcher) Follow(ctx context.Context, d digest.Digest, src source) (*cas.Follower, error) {
 	var lastErr error
-	for range maxFetchAttempts {
+	ownWait := time.Now().Add(ownFetchWait)
+	for attempt := 0; attempt < maxFetchAttempts; attempt++ {
 		fl, err := f.cas.Follow(ctx, d)
 		if err == nil {
 			return fl, nil
@@ -92,6 +103,17 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest, src source) (*cas
 			return nil, err
 		}
 		p, err := f.plan(ctx, d, src)
+		if errors.Is(err, errOwnFetch) && time.Now().Before(ownWait) {
+			// Another request on this host is planning the same fetch:
+			// follow its writer as soon as it exists.
+			attempt--
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(ownFetchPoll):
+			}
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -117,12 +139,33 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest, src source) (*cas
 }
 
 // plan finds providers and the blob's size: from the origin, or from a
-// provider when the origin does not have it. When no peer has the blob and
-// the fleet has locks, it waits for its turn at the origin (one host per
-// group) or for the host whose turn it is to start serving it.
+// provider when the origin does not have it.
+//
+// With fleet locks, the origin's blobs are planned through the lock
+// fetch/<digest> first (originTurn): while a rollout is running, the lock
+// is held and names the host reading the origin, whose swarm this host
+// joins without a DHT lookup (the reader's answers name the rest of the
+// swarm); a host that gets the lock looks in the DHT for a complete copy
+// and reads the origin only when there is none. A hundred hosts that start
+// a blob together so cost the DHT one lookup, not a hundred. Without
+// locks, or when the origin lacks the blob, the DHT is asked first.
 func (f *fetcher) plan(ctx context.Context, d digest.Digest, src source) (plan, error) {
 	var p plan
 	start := time.Now()
+	if f.node != nil && f.locker != nil {
+		size, err := src.Stat(ctx, d)
+		if err == nil {
+			p.size = size
+			stat := time.Since(start)
+			if p.lease, p.providers, err = f.originTurn(ctx, d); err != nil {
+				return plan{}, err
+			}
+			f.log.Debug("fetch planned", "digest", d, "stat", stat, "took", time.Since(start), "providers", len(p.providers), "origin_reader", p.lease != nil)
+			return p, nil
+		}
+		p.providers = f.findProviders(ctx, d)
+		return f.planFromPeers(ctx, d, p, err)
+	}
 	if f.node != nil {
 		p.providers = f.findProviders(ctx, d)
 	}
@@ -139,6 +182,13 @@ func (f *fetcher) plan(ctx context.Context, d digest.Digest, src source) (plan, 
 		f.log.Debug("fetch planned", "digest", d, "find", found, "stat", stat, "took", time.Since(start), "providers", len(p.providers), "origin_reader", p.lease != nil)
 		return p, nil
 	}
+	return f.planFromPeers(ctx, d, p, err)
+}
+
+// planFromPeers completes p for a blob the origin does not have (statErr):
+// its size comes from a provider.
+func (f *fetcher) planFromPeers(ctx context.Context, d digest.Digest, p plan, statErr error) (plan, error) {
+	err := statErr
 	for _, prov := range p.providers {
 		f.node.Host().Peerstore().AddAddrs(prov.ID, prov.Addrs, time.Minute)
 	}

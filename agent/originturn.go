@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -26,11 +27,17 @@ func fetchLockName(d digest.Digest) string {
 	return "fetch/" + d.Encoded()
 }
 
-// originTurn is called when no peer has d. It returns either a lease on
-// fetch/<digest> (this host reads the origin, once for its group) or the
-// providers to copy d from: the host holding the lease (the lock service
-// names it; it announces the blob and serves it while it arrives), or
-// providers that appeared in the DHT meanwhile.
+// errOwnFetch: the origin lock for the blob is held by this host, i.e.
+// another request here is planning the same fetch; follow that one.
+var errOwnFetch = errors.New("this host is already fetching the blob")
+
+// originTurn plans a blob the origin has, through the fleet lock
+// fetch/<digest>. It returns either a lease (this host reads the origin,
+// once for the fleet) or the providers to copy d from: the host holding
+// the lease (the lock service names it; it announces the blob and serves it
+// while it arrives, and its answers name the rest of the swarm), or, when
+// this host got the lock, peers that hold the whole blob already (found
+// in the DHT; the lock is then released).
 func (f *fetcher) originTurn(ctx context.Context, d digest.Digest) (*locks.Lease, []peer.AddrInfo, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, fetchLockWait)
@@ -39,10 +46,9 @@ func (f *fetcher) originTurn(ctx context.Context, d digest.Digest) (*locks.Lease
 		l, err := f.locker.Acquire(ctx, fetchLockName(d), locks.AcquireOptions{})
 		if err == nil {
 			f.onLockWait(time.Since(start))
-			// A previous holder may have finished while we asked. Hosts
-			// that are still downloading announce the blob too (they wait
-			// for a reader like us): only a complete copy is a reason not
-			// to read the origin.
+			// Hosts that are still downloading announce the blob too (they
+			// wait for a reader like us): only a complete copy is a reason
+			// not to read the origin.
 			if provs := f.completeSources(ctx, d, f.findProviders(ctx, d), true); len(provs) > 0 {
 				l.Release(context.WithoutCancel(ctx))
 				return nil, provs, nil
@@ -50,31 +56,42 @@ func (f *fetcher) originTurn(ctx context.Context, d digest.Digest) (*locks.Lease
 			return l, nil, nil
 		}
 		var held *locks.HeldError
-		if errors.As(err, &held) && f.holders != nil {
-			if provs := f.holders(held.Holders); len(provs) > 0 {
-				f.onLockWait(time.Since(start))
-				f.log.Debug("origin reader is a peer", "digest", d, "holders", held.Holders)
-				return nil, provs, nil
+		if errors.As(err, &held) {
+			if f.self != "" && slices.Contains(held.Holders, f.self) {
+				return nil, nil, errOwnFetch
+			}
+			if f.holders != nil {
+				if provs := f.holders(held.Holders); len(provs) > 0 {
+					f.onLockWait(time.Since(start))
+					f.log.Debug("origin reader is a peer", "digest", d, "holders", held.Holders)
+					return nil, provs, nil
+				}
 			}
 		}
 		if ctx.Err() != nil {
 			return nil, nil, fmt.Errorf("origin fetch lock: %w (last: %w)", ctx.Err(), err)
 		}
+		// No answer that names a usable holder (a proxy in its grace
+		// period, a holder not yet known to serf): look in the DHT, then
+		// ask again.
 		f.log.Debug("origin fetch lock", "digest", d, "err", err)
+		if provs := f.findProviders(ctx, d); len(provs) > 0 {
+			f.onLockWait(time.Since(start))
+			return nil, provs, nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, fmt.Errorf("origin fetch lock: %w (last: %w)", ctx.Err(), err)
 		case <-time.After(providerPoll):
-		}
-		if provs := f.findProviders(ctx, d); len(provs) > 0 {
-			f.onLockWait(time.Since(start))
-			return nil, provs, nil
 		}
 	}
 }
 
 // findProviders looks d up in the DHT, timing the lookup.
 func (f *fetcher) findProviders(ctx context.Context, d digest.Digest) []peer.AddrInfo {
+	if f.node == nil {
+		return nil
+	}
 	start := time.Now()
 	provs, err := f.node.FindProviders(ctx, d, maxProviders)
 	f.onFind(time.Since(start))

@@ -67,37 +67,63 @@ func (f *fetcher) fromSwarm(ctx context.Context, d digest.Digest, size int64, w 
 }
 
 // completeSources asks every provider what it holds and returns those that
-// hold the whole blob and (unless evenBusy) have a free upload slot.
+// hold the whole blob and (unless evenBusy) have a free upload slot. When
+// none does, the peers the answers name (other downloaders, and the
+// sources those are downloading from) are asked too, once: providers found
+// in the DHT may all be hosts still downloading from a complete copy that
+// the lookup did not return.
 func (f *fetcher) completeSources(ctx context.Context, d digest.Digest, provs []peer.AddrInfo, evenBusy bool) []peer.AddrInfo {
 	if len(provs) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, availabilityTimeout)
 	defer cancel()
-	self := f.node.ID()
+	asked := map[peer.ID]bool{f.node.ID(): true}
+	for round := 0; round < 2 && len(provs) > 0; round++ {
+		srcs, named := f.askAvailability(ctx, d, provs, asked, evenBusy)
+		if len(srcs) > 0 {
+			return srcs
+		}
+		provs = named
+	}
+	return nil
+}
+
+// askAvailability asks the providers not yet asked what they hold (at most
+// maxProviders at once). It returns the complete ones, and the peers their
+// answers named that were not asked.
+func (f *fetcher) askAvailability(ctx context.Context, d digest.Digest, provs []peer.AddrInfo, asked map[peer.ID]bool, evenBusy bool) (srcs, named []peer.AddrInfo) {
 	ch := make(chan p2p.Availability, len(provs))
-	asked := 0
+	n := 0
 	for _, p := range provs {
-		if p.ID == self {
+		if asked[p.ID] || n >= maxProviders {
 			continue
 		}
-		asked++
+		asked[p.ID] = true
+		n++
 		go func() {
 			a, err := f.node.Availability(ctx, p, d)
 			if err != nil {
 				f.log.Debug("provider availability", "digest", d, "peer", p.ID, "err", err)
-				a = p2p.Availability{}
+				a.Size = 0
 			}
 			ch <- a
 		}()
 	}
-	var srcs []peer.AddrInfo
-	for range asked {
-		if a := <-ch; a.Size > 0 && a.Complete() && (evenBusy || !a.Busy()) {
+	seen := map[peer.ID]bool{}
+	for range n {
+		a := <-ch
+		if a.Size > 0 && a.Complete() && (evenBusy || !a.Busy()) {
 			srcs = append(srcs, a.Peer)
 		}
+		for _, q := range a.Peers {
+			if !asked[q.ID] && !seen[q.ID] {
+				seen[q.ID] = true
+				named = append(named, q)
+			}
+		}
 	}
-	return srcs
+	return srcs, named
 }
 
 // trySources fetches d from srcs into w, retrying without peers that sent

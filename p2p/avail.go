@@ -72,6 +72,8 @@ func (n *Node) Availability(ctx context.Context, p peer.AddrInfo, d digest.Diges
 		return a, fmt.Errorf("availability of %s on %s: %w", d, p.ID, err)
 	}
 	resp.Body.Close()
+	// The answer names other downloaders even when p has nothing yet.
+	a.Peers = parsePeers(resp.Header.Get(HeaderPeers))
 	if err := checkStatus(resp, d, http.StatusOK); err != nil {
 		return a, fmt.Errorf("availability on %s: %w", p.ID, err)
 	}
@@ -90,7 +92,6 @@ func (n *Node) Availability(ctx context.Context, p peer.AddrInfo, d digest.Diges
 	}
 	a.Uploaders, _ = strconv.Atoi(resp.Header.Get(HeaderUploaders))
 	a.Slots, _ = strconv.Atoi(resp.Header.Get(HeaderUploadSlots))
-	a.Peers = parsePeers(resp.Header.Get(HeaderPeers))
 	return a, nil
 }
 

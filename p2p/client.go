@@ -44,6 +44,10 @@ func blobURL(p peer.ID, d digest.Digest) string {
 	return "http://" + hostOf(p) + "/blobs/" + d.String()
 }
 
+// maxErrorBody is how much of an error answer is read to keep its
+// connection for the next request.
+const maxErrorBody = 4 << 10
+
 // statusError is an unexpected response status from a peer.
 type statusError struct {
 	code int
@@ -51,12 +55,17 @@ type statusError struct {
 
 func (e *statusError) Error() string { return "peer answered " + http.StatusText(e.code) }
 
+// checkStatus returns nil when resp has one of the wanted statuses. On any
+// other it reads the (short) error body, so that the caller's Close leaves
+// the connection reusable: a swarm gets many "busy" answers, and a closed
+// connection costs a new stream for the next request.
 func checkStatus(resp *http.Response, d digest.Digest, want ...int) error {
 	for _, w := range want {
 		if resp.StatusCode == w {
 			return nil
 		}
 	}
+	_, _ = io.CopyN(io.Discard, resp.Body, maxErrorBody)
 	if resp.StatusCode == http.StatusNotFound {
 		return fmt.Errorf("%s: %w", d, ErrNotFound)
 	}

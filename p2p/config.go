@@ -38,6 +38,12 @@ type Config struct {
 	ReprovideBatchSize int
 	// ProvideConcurrency is how many DHT provides run at once. Default 32.
 	ProvideConcurrency int
+	// DHTConcurrency is how many peers one DHT lookup asks at once (alpha
+	// in the Kademlia paper). Default 3: a fleet's DHT answers in
+	// milliseconds, and the public network's 10 made every lookup ask
+	// twice the peers (a quarter of a 100-host simulated fleet's CPU went
+	// to lookups; docs/BENCHMARKS.md). 0 means the default.
+	DHTConcurrency int
 	// FindTimeout bounds one FindProviders lookup. Default 5s.
 	FindTimeout time.Duration
 	// FindGrace is how long FindProviders keeps collecting after the first
@@ -63,6 +69,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// defaultDHTConcurrency is Config.DHTConcurrency's default.
+const defaultDHTConcurrency = 3
+
 // DefaultConfig returns the production defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -70,6 +79,7 @@ func DefaultConfig() Config {
 		ReprovideInterval:  time.Hour,
 		ReprovideBatchSize: 256,
 		ProvideConcurrency: 32,
+		DHTConcurrency:     defaultDHTConcurrency,
 		FindTimeout:        5 * time.Second,
 		FindGrace:          100 * time.Millisecond,
 		Download:           DefaultDownloadOptions(),
@@ -101,6 +111,9 @@ func (c Config) Validate() error {
 	}
 	if c.ProvideConcurrency <= 0 {
 		errs = append(errs, errors.New("provide concurrency must be positive"))
+	}
+	if c.DHTConcurrency < 0 {
+		errs = append(errs, errors.New("DHT concurrency must not be negative"))
 	}
 	if c.FindTimeout <= 0 {
 		errs = append(errs, errors.New("find timeout must be positive"))

@@ -139,12 +139,17 @@ func New(ctx context.Context, cfg Config, src BlobSource) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	alpha := cfg.DHTConcurrency
+	if alpha <= 0 {
+		alpha = defaultDHTConcurrency
+	}
 	n.dht, err = dht.New(n.host,
 		dht.Mode(dht.ModeServer),
 		dht.ProtocolPrefix(DHTPrefix),
 		dht.BootstrapPeers(bootstrap...),
 		dht.DisableValues(),
 		dht.ProviderManagerOpts(records.ProvideValidity(3*cfg.ReprovideInterval)),
+		dht.Concurrency(alpha),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: dht: %w", err)

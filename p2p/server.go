@@ -68,6 +68,17 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errBadRequest, err)
 	}
+	h := w.Header()
+	if asker, err := peer.Decode(r.RemoteAddr); err == nil && (r.Header.Get(HeaderHeldOnly) != "" || r.Method == http.MethodHead) {
+		// Swarm downloaders learn each other from here (peer exchange),
+		// even before this host has the blob: it may hold the origin lock
+		// and be about to fetch it.
+		now := time.Now()
+		if v := n.pexHeader(d, asker, now); v != "" {
+			h.Set(HeaderPeers, v)
+		}
+		n.pex.note(d, asker, now)
+	}
 	rc, size, err := n.src.OpenBlob(r.Context(), d)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", d, err)
@@ -79,7 +90,6 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 		return err
 	}
-	h := w.Header()
 	h.Set("Accept-Ranges", "bytes")
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Docker-Content-Digest", d.String())
@@ -92,14 +102,6 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.Set(HeaderUploaders, strconv.Itoa(uploaders))
 	h.Set(HeaderUploadSlots, strconv.Itoa(slots))
-	if asker, err := peer.Decode(r.RemoteAddr); err == nil && (r.Header.Get(HeaderHeldOnly) != "" || r.Method == http.MethodHead) {
-		// Swarm downloaders learn each other from here (peer exchange).
-		now := time.Now()
-		if v := n.pexHeader(d, asker, now); v != "" {
-			h.Set(HeaderPeers, v)
-		}
-		n.pex.note(d, asker, now)
-	}
 	status := http.StatusOK
 	if partial {
 		h.Set("Content-Range", contentRange(off, length, size))

@@ -120,7 +120,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		return st, fmt.Errorf("swarm %s: negative size", d)
 	}
 	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = max(n.cfg.Download.ChunkSize/4, 16<<10)
+		opts.ChunkSize = max(n.cfg.Download.ChunkSize/2, 16<<10)
 	}
 	if opts.Streams <= 0 {
 		opts.Streams = 4
@@ -129,7 +129,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		opts.PerPeer = 2
 	}
 	if opts.RefreshEvery <= 0 {
-		opts.RefreshEvery = time.Second
+		opts.RefreshEvery = 3 * time.Second
 	}
 	if opts.Stall <= 0 {
 		opts.Stall = 3 * time.Second
@@ -155,16 +155,29 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 	}()
 
 	self := n.host.ID()
-	add := func(list []peer.AddrInfo) {
+	// add takes new peers into the swarm. Peers named by other peers
+	// (exchange, DHT refresh) count as asked just now: most are downloaders
+	// that hold little yet, and the providers the swarm started with (the
+	// origin reader) must not wait behind them for their first question.
+	add := func(list []peer.AddrInfo, named bool) {
+		now := time.Now()
 		for _, ai := range list {
 			if ai.ID == self || peers[ai.ID] != nil || len(peers) >= maxSwarmPeers {
 				continue
 			}
 			n.addProviderAddrs([]peer.AddrInfo{ai})
-			peers[ai.ID] = &swarmPeer{ai: ai}
+			sp := &swarmPeer{ai: ai}
+			if named {
+				sp.asked = now
+			}
+			peers[ai.ID] = sp
+			// Our answers name our sources too (peer exchange): a host
+			// that joined this one as the lock holder learns from its
+			// first answer where the blob comes from.
+			n.pex.note(d, ai.ID, now)
 		}
 	}
-	add(provs)
+	add(provs, false)
 	head := func(sp *swarmPeer, now time.Time) {
 		sp.asking, sp.asked = true, now
 		st.Heads++
@@ -285,15 +298,21 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			switch ev.kind {
 			case evRefresh:
 				refreshing, lastRefresh = false, time.Now()
-				add(ev.provs)
+				add(ev.provs, true)
 			case evHead:
 				sp.asking = false
-				if ev.err != nil {
+				switch {
+				case errors.Is(ev.err, ErrNotFound):
+					// Nothing there yet: a lock holder that is still
+					// planning its fetch, or a stale record. Ask again
+					// later; the swarm gives up after GiveUp without bytes.
+					sp.have = [][2]int64{}
+				case ev.err != nil:
 					sp.fails++
-				} else {
+				default:
 					sp.have, sp.uploaders = ev.have, ev.load
 				}
-				add(ev.provs)
+				add(ev.provs, true)
 			case evChunk:
 				inflight[ev.chunk] = hg.end(ev.chunk, ev.p, ev.err == nil, ev.took)
 				sp.inflight--
@@ -308,7 +327,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				if ev.load >= 0 {
 					sp.uploaders = ev.load
 				}
-				add(ev.provs)
+				add(ev.provs, true)
 				var busy *statusError
 				switch {
 				case ev.err == nil:

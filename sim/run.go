@@ -28,6 +28,9 @@ type Options struct {
 	// Trace (to follow one host's fetches).
 	TraceNode string
 	Trace     *slog.Logger
+	// Phase, if set, is called when a strategy's fleet is ready (start) and
+	// when its schedule has ended (stop): profiles cover only the pulls.
+	Phase func(strategy string, start bool)
 }
 
 // Run runs every strategy of the plan, one after another, on a fresh fleet.
@@ -100,6 +103,10 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 		return nil, err
 	}
 	say("fleet ready in %.1fs", time.Since(t0).Seconds())
+	if opts.Phase != nil {
+		opts.Phase(strategy, true)
+		defer opts.Phase(strategy, false)
+	}
 
 	var st runState
 	var work sync.WaitGroup

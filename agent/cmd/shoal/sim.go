@@ -46,7 +46,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	dir := fs.String("dir", "", "directory for the agents' data (default: a new directory in /dev/shm, else the temporary directory)")
 	logFile := fs.String("log", "", "write the agents' warnings and errors to this file")
 	traceNode := fs.String("trace-node", "", "log this host's agent (or every agent: all) at debug level to the --log file")
-	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of each strategy's schedule (after the fleet is up) to this file (FILE.<strategy> when several run)")
 	// Flags may come before or after the scenario file.
 	rest := args[1:]
 	var positional []string
@@ -97,15 +97,31 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("--trace-node needs --log FILE")
 	}
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
+		// One profile per strategy, of its schedule only (not the fleet's
+		// start-up): OUT, or OUT.<strategy> when several strategies run.
+		var prof *os.File
+		opts.Phase = func(strategy string, start bool) {
+			if !start {
+				pprof.StopCPUProfile()
+				if prof != nil {
+					prof.Close()
+				}
+				return
+			}
+			name := *cpuProfile
+			if len(sc.Strategies) > 1 {
+				name += "." + strategy
+			}
+			f, err := os.Create(name)
+			if err != nil {
+				fmt.Fprintf(stderr, "cpu profile: %v\n", err)
+				return
+			}
+			prof = f
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintf(stderr, "cpu profile: %v\n", err)
+			}
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
 	}
 	fmt.Fprintf(stderr, "sim %s: %d nodes, strategies %s, seed %d\n", sc.Name, sc.Nodes(), strings.Join(sc.Strategies, ", "), plan.Seed)
 	start := time.Now()
