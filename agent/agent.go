@@ -239,6 +239,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			fetch.locker = a.lockService
 			fetch.holders = a.memberPeers
 			fetch.self = a.cluster.Self().Name
+			fetch.yield = a.isGroupProxy
 		}
 		bg.Go(func() error { return a.cluster.Run(bgCtx) })
 		bg.Go(func() error { return a.lockService.Run(bgCtx) })

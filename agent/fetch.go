@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -32,7 +33,12 @@ type fetcher struct {
 	holders func(names []string) []peer.AddrInfo
 	// self is this host's node name in the fleet ("" without a fleet).
 	self string
-	log  *slog.Logger
+	// yield reports whether this host should let others win races for
+	// origin locks (nil: never); see proxyYield.
+	yield func() bool
+	// reading counts this host's origin reads in progress.
+	reading atomic.Int32
+	log     *slog.Logger
 	// onBytes counts bytes brought into the cache, by source.
 	onBytes func(source string, n int64)
 	// onFind observes DHT provider lookups.
@@ -279,13 +285,46 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 			return
 		}
 	}
-	if err := f.fromOrigin(ctx, d, w, src); err != nil {
+	f.reading.Add(1)
+	err := f.fromOrigin(ctx, d, w, src)
+	f.reading.Add(-1)
+	if err != nil {
 		w.Abort(err)
 		if p.lease != nil && f.node != nil {
 			f.node.Withdraw(d)
 		}
 		f.log.Warn("fetch from origin failed", "digest", d, "err", err)
+		return
 	}
+	if p.lease != nil {
+		f.linger(p.lease)
+		p.lease = nil
+	}
+}
+
+// readerLinger is how long the host that read a blob from the origin keeps
+// the blob's fetch lock after committing it. Hosts that start the blob
+// meanwhile (a rollout's hosts reach each layer at different times) are
+// told this host holds the lock and copy from it and the swarm its answers
+// name, instead of each winning the free lock in turn, searching the DHT
+// and asking providers what they hold: under load those questions time
+// out and the winner reads the origin again.
+const readerLinger = 30 * time.Second
+
+// linger releases l after readerLinger, or sooner when the agent stops.
+func (f *fetcher) linger(l *locks.Lease) {
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		t := time.NewTimer(readerLinger)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-l.Lost():
+		case <-f.life.Done():
+		}
+		l.Release(context.Background())
+	}()
 }
 
 // fromOrigin copies d from src into w and commits it.

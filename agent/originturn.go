@@ -22,6 +22,15 @@ const (
 	providerPoll = 200 * time.Millisecond
 )
 
+// proxyYield is how long a host waits before it asks for an origin lock
+// when it already reads another blob from the origin, or is its group's
+// lock proxy (its own requests need no network). Without the wait the
+// first host of a rollout won every race: it got each blob first because
+// it read the previous one, and one host's link (a slow one, in the
+// hetero-links scenario) carried every origin read; a proxy also carried
+// the group's lock traffic, and killing it stalled both (proxy-failover).
+const proxyYield = 25 * time.Millisecond
+
 // fetchLockName is the lock that lets one host per group read d from the origin.
 func fetchLockName(d digest.Digest) string {
 	return "fetch/" + d.Encoded()
@@ -42,6 +51,12 @@ func (f *fetcher) originTurn(ctx context.Context, d digest.Digest) (*locks.Lease
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, fetchLockWait)
 	defer cancel()
+	if f.reading.Load() > 0 || (f.yield != nil && f.yield()) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(proxyYield):
+		}
+	}
 	for {
 		l, err := f.locker.Acquire(ctx, fetchLockName(d), locks.AcquireOptions{})
 		if err == nil {

@@ -86,6 +86,13 @@ func (a *Agent) sameGroup(p peer.ID) bool {
 
 // memberPeers returns the libp2p identities of the named serf members
 // (alive, with a peer ID), learning their addresses.
+// isGroupProxy reports whether this host is its group's lock proxy now.
+func (a *Agent) isGroupProxy() bool {
+	self := a.cluster.Self()
+	p, ok := a.cluster.Proxy(self.Group)
+	return ok && p.Name == self.Name
+}
+
 func (a *Agent) memberPeers(names []string) []peer.AddrInfo {
 	if a.cluster == nil || len(names) == 0 {
 		return nil

@@ -73,7 +73,7 @@ func (n *Node) Availability(ctx context.Context, p peer.AddrInfo, d digest.Diges
 	}
 	resp.Body.Close()
 	// The answer names other downloaders even when p has nothing yet.
-	a.Peers = parsePeers(resp.Header.Get(HeaderPeers))
+	a.Peers = n.parsePeers(resp.Header.Get(HeaderPeers))
 	if err := checkStatus(resp, d, http.StatusOK); err != nil {
 		return a, fmt.Errorf("availability on %s: %w", p.ID, err)
 	}

@@ -79,6 +79,7 @@ type Node struct {
 	slots      uploadSlots
 	spread     spread
 	pex        pexBook
+	ids        idCache
 	// copyBufs are the buffers blob responses are copied through.
 	copyBufs sync.Pool
 

@@ -117,14 +117,67 @@ func (n *Node) pexHeader(d digest.Digest, p peer.ID, now time.Time) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(id.String())
+		b.WriteString(n.ids.name(id))
 	}
 	return b.String()
 }
 
-// parsePeers reads a HeaderPeers value. Entries that do not parse are
-// skipped (a peer's hints are only hints); at most pexShare are kept.
-func parsePeers(v string) []peer.AddrInfo {
+// idCache remembers peer IDs' text forms both ways: every swarm answer
+// names up to pexShare peers, and base58 coding them each time was a few
+// per cent of a simulated fleet's CPU. It is bounded (cleared when full).
+type idCache struct {
+	mu    sync.Mutex
+	names map[peer.ID]string
+	ids   map[string]peer.ID
+}
+
+// idCacheMax bounds each direction of an idCache.
+const idCacheMax = 4096
+
+func (c *idCache) name(id peer.ID) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s, ok := c.names[id]; ok {
+		return s
+	}
+	if c.names == nil || len(c.names) >= idCacheMax {
+		c.names = make(map[peer.ID]string)
+	}
+	s := id.String()
+	c.names[id] = s
+	return s
+}
+
+func (c *idCache) decode(s string) (peer.ID, error) {
+	c.mu.Lock()
+	id, ok := c.ids[s]
+	c.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	id, err := peer.Decode(s)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if c.ids == nil || len(c.ids) >= idCacheMax {
+		c.ids = make(map[string]peer.ID)
+	}
+	c.ids[s] = id
+	c.mu.Unlock()
+	return id, nil
+}
+
+// parsePeers reads a HeaderPeers value (see parsePeersWith).
+func parsePeers(v string) []peer.AddrInfo { return parsePeersWith(v, peer.Decode) }
+
+// parsePeers reads a HeaderPeers value with this node's ID cache.
+func (n *Node) parsePeers(v string) []peer.AddrInfo { return parsePeersWith(v, n.ids.decode) }
+
+// parsePeersWith reads a HeaderPeers value, decoding IDs with decode.
+// Entries that do not parse are skipped (a peer's hints are only hints);
+// at most pexShare are kept.
+func parsePeersWith(v string, decode func(string) (peer.ID, error)) []peer.AddrInfo {
 	if v == "" {
 		return nil
 	}
@@ -137,7 +190,7 @@ func parsePeers(v string) []peer.AddrInfo {
 		if len(f) == 0 || len(f) > 2 {
 			continue
 		}
-		id, err := peer.Decode(f[0])
+		id, err := decode(f[0])
 		if err != nil {
 			continue
 		}

@@ -120,7 +120,11 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		return st, fmt.Errorf("swarm %s: negative size", d)
 	}
 	if opts.ChunkSize <= 0 {
-		opts.ChunkSize = max(n.cfg.Download.ChunkSize/2, 16<<10)
+		// A quarter of the download chunk: half made hosts on slow links
+		// take 4-5 times their bound in hetero-links (each chunk they
+		// served or fetched took twice as long, and stalls and hedges
+		// followed).
+		opts.ChunkSize = max(n.cfg.Download.ChunkSize/4, 16<<10)
 	}
 	if opts.Streams <= 0 {
 		opts.Streams = 4
@@ -498,7 +502,7 @@ func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, 
 	if v, err := strconv.Atoi(resp.Header.Get(HeaderUploaders)); err == nil {
 		news.load = v
 	}
-	news.peers = parsePeers(resp.Header.Get(HeaderPeers))
+	news.peers = n.parsePeers(resp.Header.Get(HeaderPeers))
 	if err := checkStatus(resp, d, http.StatusPartialContent, http.StatusOK); err != nil {
 		return 0, news, err
 	}
