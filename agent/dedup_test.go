@@ -3,9 +3,11 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -124,5 +126,84 @@ func TestOriginOncePerGroup(t *testing.T) {
 				t.Fatalf("the origin served the blob %.2f times, want at most once per group (%d)", reads, len(groups))
 			}
 		})
+	}
+}
+
+// TestReaderKeepsTheLock: the host that read a blob from the origin keeps
+// its fetch lock for a while after the commit (readerLinger), so a host
+// that wants the blob later is sent to it by the lock, without a DHT
+// lookup and without a second origin read; and two requests on one host
+// for a blob nobody has share one fetch (the second is told its own host
+// holds the lock, and follows that fetch instead of waiting for the lock).
+func TestReaderKeepsTheLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fleet test: not in -short")
+	}
+	origin := t.TempDir()
+	store, err := filestore.New(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, d := randomBlob(77, 8<<20)
+	if err := store.Put(t.Context(), objstore.BlobKey(d), bytes.NewReader(blob), int64(len(blob))); err != nil {
+		t.Fatal(err)
+	}
+	fleet := startSerfFleet(t, origin, []string{"a", "a", "a"})
+	get := func(a *testAgent) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.url("/v2/linger/repo/blobs/"+d.String()), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && (resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob)) {
+			err = fmt.Errorf("status %d, %d bytes, identical %v", resp.StatusCode, len(body), bytes.Equal(body, blob))
+		}
+		return err
+	}
+	reader, late, other := fleet[0], fleet[1], fleet[2]
+
+	// Two requests at once on the reader: one fetch, one origin read.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Go(func() { errs[i] = get(reader) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("request %d on the reader: %v", i, err)
+		}
+	}
+	if got := reader.metric(t, `shoal_fetch_bytes_total{source="origin"}`); got != float64(len(blob)) {
+		t.Fatalf("the reader read %.0f bytes from the origin; want the blob once (%d)", got, len(blob))
+	}
+
+	// The lock is still the reader's after the commit.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	l, err := other.lockService.Acquire(ctx, fetchLockName(d), locks.AcquireOptions{})
+	if err == nil {
+		l.Release(ctx)
+		t.Fatal("the fetch lock was free right after the reader's commit; want it kept by the reader")
+	}
+	var held *locks.HeldError
+	if !errors.As(err, &held) || !slices.Contains(held.Holders, reader.cfg.NodeName) {
+		t.Fatalf("acquire after the commit: %v; want held by %s", err, reader.cfg.NodeName)
+	}
+
+	// A later host copies from the reader, found through the lock.
+	finds := late.metric(t, "shoal_dht_find_seconds_count")
+	if err := get(late); err != nil {
+		t.Fatalf("late host: %v", err)
+	}
+	if got := late.metric(t, `shoal_fetch_bytes_total{source="origin"}`); got != 0 {
+		t.Fatalf("the late host read %.0f bytes from the origin; want none", got)
+	}
+	if got := late.metric(t, "shoal_dht_find_seconds_count"); got != finds {
+		t.Fatalf("the late host made %.0f DHT lookups; want none (the lock named the reader)", got-finds)
 	}
 }

@@ -3,6 +3,7 @@ package p2p
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -109,4 +110,59 @@ func FuzzParsePeers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A host that has nothing of a blob yet (a lock holder still planning its
+// fetch) answers 404, and still names the peers that asked it for the
+// blob: they are the swarm its askers should join.
+func TestPeersNamedBeforeTheBlob(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	nodes := startFleet(t, 3, testConfig())
+	holder, first, second := nodes[0], nodes[1], nodes[2]
+	d := digest.FromBytes([]byte("not here yet"))
+	at := peer.AddrInfo{ID: holder.ID(), Addrs: holder.Host().Addrs()}
+
+	a, err := first.Availability(ctx, at, d)
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("first asker: err %v; want not found", err)
+	}
+	if len(a.Peers) != 0 {
+		t.Fatalf("first asker was named %v; nobody asked before it", a.Peers)
+	}
+	a, err = second.Availability(ctx, at, d)
+	if !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second asker: err %v; want not found", err)
+	}
+	if len(a.Peers) != 1 || a.Peers[0].ID != first.ID() {
+		t.Fatalf("second asker was named %v; want the first asker %s", a.Peers, first.ID())
+	}
+}
+
+// A swarm whose only provider has nothing yet (404) waits for it instead
+// of dropping it as failed: the host is told to copy from the origin lock's
+// holder, which may still be planning its fetch.
+func TestSwarmWaitsForAnEmptyProvider(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	src := NewMemorySource()
+	nodes := startFleet(t, 2, testConfig(), nil, src)
+	me, holder := nodes[0], nodes[1]
+	blob := randomBlob(17, 256<<10)
+	d := digest.FromBytes(blob)
+	time.AfterFunc(time.Second, func() { src.PutAs(d, blob) }) // 3 failed questions' time, and more
+
+	dst := newMemFile(int64(len(blob)))
+	st, err := me.Swarm(ctx, d, int64(len(blob)), []peer.AddrInfo{{ID: holder.ID(), Addrs: holder.Host().Addrs()}}, dst, SwarmOptions{ChunkSize: 64 << 10, GiveUp: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("Swarm from a provider that gets the blob a second later: %v", err)
+	}
+	if !bytes.Equal(dst.Bytes(), blob) {
+		t.Fatal("swarmed bytes differ")
+	}
+	if st.BytesByPeer[holder.ID()] != int64(len(blob)) {
+		t.Fatalf("bytes by peer %v; want all %d from the holder", st.BytesByPeer, len(blob))
+	}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,5 +121,39 @@ func TestStatAndProbe(t *testing.T) {
 	}
 	if _, err := client.Probe(ctx, server.ID(), MaxProbeBytes+1); err == nil {
 		t.Fatal("oversized probe accepted")
+	}
+}
+
+// An error answer (a busy provider's 503) is read to its end, so the
+// caller's Close leaves the connection for the next request: in a swarm,
+// most requests that fail are such answers, and each closed connection
+// cost a new libp2p stream.
+func TestErrorAnswersKeepTheConnection(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "this host sends that range to another peer now; ask it later", http.StatusServiceUnavailable)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	d := digest.FromBytes([]byte("any"))
+	for range 5 {
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var busy *statusError
+		if err := checkStatus(resp, d, http.StatusOK); !errors.As(err, &busy) || busy.code != http.StatusServiceUnavailable {
+			t.Fatalf("checkStatus: %v; want a 503 status error", err)
+		}
+		resp.Body.Close()
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 5 requests; want 1 reused", n)
 	}
 }
