@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/shoal-dev/shoal/agent/config"
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/filestore"
@@ -53,6 +55,38 @@ func startSerfFleet(t *testing.T, origin string, groups []string, opts ...Option
 	return fleet
 }
 
+// originWithBlob returns a file object store holding a random blob.
+func originWithBlob(t *testing.T, seed uint64, size int) (string, []byte, digest.Digest) {
+	t.Helper()
+	origin := t.TempDir()
+	store, err := filestore.New(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, d := randomBlob(seed, size)
+	if err := store.Put(t.Context(), objstore.BlobKey(d), bytes.NewReader(blob), int64(len(blob))); err != nil {
+		t.Fatal(err)
+	}
+	return origin, blob, d
+}
+
+// fetchChecked GETs d from a's registry under repo and checks the bytes.
+func fetchChecked(t *testing.T, a *testAgent, repo string, blob []byte, d digest.Digest, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.url("/v2/"+repo+"/blobs/"+d.String()), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && (resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob)) {
+		err = fmt.Errorf("status %d, %d bytes, identical %v", resp.StatusCode, len(body), bytes.Equal(body, blob))
+	}
+	return err
+}
+
 // TestOriginOncePerGroup: hosts that miss the same blob at the same moment,
 // with no peer holding it, read the origin once per group; every host gets
 // identical bytes.
@@ -68,15 +102,7 @@ func TestOriginOncePerGroup(t *testing.T) {
 		{"two groups of 4", []string{"a", "a", "a", "a", "b", "b", "b", "b"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			origin := t.TempDir()
-			store, err := filestore.New(origin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			blob, d := randomBlob(4242, 24<<20)
-			if err := store.Put(t.Context(), objstore.BlobKey(d), bytes.NewReader(blob), int64(len(blob))); err != nil {
-				t.Fatal(err)
-			}
+			origin, blob, d := originWithBlob(t, 4242, 24<<20)
 			fleet := startSerfFleet(t, origin, tc.groups)
 			groups := map[string]bool{}
 			for _, g := range tc.groups {
@@ -88,20 +114,7 @@ func TestOriginOncePerGroup(t *testing.T) {
 			for i, a := range fleet {
 				wg.Go(func() {
 					<-start
-					ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-					defer cancel()
-					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.url("/v2/dedup/repo/blobs/"+d.String()), nil)
-					resp, err := http.DefaultClient.Do(req)
-					if err != nil {
-						errs[i] = err
-						return
-					}
-					body, err := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if err == nil && (resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob)) {
-						err = fmt.Errorf("status %d, %d bytes, identical %v", resp.StatusCode, len(body), bytes.Equal(body, blob))
-					}
-					errs[i] = err
+					errs[i] = fetchChecked(t, a, "dedup/repo", blob, d, 60*time.Second)
 				})
 			}
 			pullStart := time.Now()
@@ -139,31 +152,9 @@ func TestReaderKeepsTheLock(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fleet test: not in -short")
 	}
-	origin := t.TempDir()
-	store, err := filestore.New(origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blob, d := randomBlob(77, 8<<20)
-	if err := store.Put(t.Context(), objstore.BlobKey(d), bytes.NewReader(blob), int64(len(blob))); err != nil {
-		t.Fatal(err)
-	}
+	origin, blob, d := originWithBlob(t, 77, 8<<20)
 	fleet := startSerfFleet(t, origin, []string{"a", "a", "a"})
-	get := func(a *testAgent) error {
-		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.url("/v2/linger/repo/blobs/"+d.String()), nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err == nil && (resp.StatusCode != http.StatusOK || !bytes.Equal(body, blob)) {
-			err = fmt.Errorf("status %d, %d bytes, identical %v", resp.StatusCode, len(body), bytes.Equal(body, blob))
-		}
-		return err
-	}
+	get := func(a *testAgent) error { return fetchChecked(t, a, "linger/repo", blob, d, 20*time.Second) }
 	reader, late, other := fleet[0], fleet[1], fleet[2]
 
 	// Two requests at once on the reader: one fetch, one origin read.

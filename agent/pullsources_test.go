@@ -11,9 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/shoal-dev/shoal/cas/objstore"
-	"github.com/shoal-dev/shoal/cas/objstore/filestore"
 )
 
 // TestPullSourcesRecords: each fetch is recorded with its bytes by source
@@ -116,15 +113,7 @@ func TestStatusFetchSources(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fleet test: not in -short")
 	}
-	origin := t.TempDir()
-	store, err := filestore.New(origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blob, d := randomBlob(1010, 24<<20)
-	if err := store.Put(t.Context(), objstore.BlobKey(d), bytes.NewReader(blob), int64(len(blob))); err != nil {
-		t.Fatal(err)
-	}
+	origin, blob, d := originWithBlob(t, 1010, 24<<20)
 	fleet := startSerfFleet(t, origin, []string{"a", "a"})
 	a, b := fleet[0], fleet[1]
 	size := int64(len(blob))
