@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -51,7 +52,9 @@ type Agent struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
-	draining  chan struct{} // closed when shutdown starts
+	// fetch is the running fetcher (nil before Run makes it).
+	fetch    atomic.Pointer[fetcher]
+	draining chan struct{} // closed when shutdown starts
 
 	// Set by Run before ready is closed.
 	cas          *cas.Store
@@ -208,6 +211,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	a.fetch.Store(fetch)
 	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch, mirrors: mirrors, fallback: fallback,
 		syncPush: a.cfg.Push.Replication == "sync", log: a.log.With("part", "registry")}
 
@@ -390,6 +394,9 @@ func (a *Agent) onCacheChange(e cas.Event) {
 	case cas.Removed:
 		if a.node != nil {
 			a.node.Withdraw(e.Digest)
+		}
+		if f := a.fetch.Load(); f != nil {
+			f.endLinger(e.Digest) // a late host must not be sent here for it
 		}
 		if e.Evicted && a.metrics != nil {
 			a.metrics.evictions.Inc()

@@ -38,6 +38,9 @@ type fetcher struct {
 	yield func() bool
 	// reading counts this host's origin reads in progress.
 	reading atomic.Int32
+	// lingering ends the kept fetch locks of committed blobs (linger).
+	lingerMu  sync.Mutex
+	lingering map[digest.Digest]chan struct{}
 	log     *slog.Logger
 	// onBytes counts bytes brought into the cache, by source.
 	onBytes func(source string, n int64)
@@ -297,7 +300,7 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 		return
 	}
 	if p.lease != nil {
-		f.linger(p.lease)
+		f.linger(d, p.lease)
 		p.lease = nil
 	}
 }
@@ -311,8 +314,16 @@ func (f *fetcher) run(d digest.Digest, p plan, w *cas.Writer, src source) {
 // out and the winner reads the origin again.
 const readerLinger = 30 * time.Second
 
-// linger releases l after readerLinger, or sooner when the agent stops.
-func (f *fetcher) linger(l *locks.Lease) {
+// linger releases l, the fetch lock of d, after readerLinger, or sooner
+// when the agent stops or d leaves the cache (endLinger).
+func (f *fetcher) linger(d digest.Digest, l *locks.Lease) {
+	end := make(chan struct{})
+	f.lingerMu.Lock()
+	if f.lingering == nil {
+		f.lingering = make(map[digest.Digest]chan struct{})
+	}
+	f.lingering[d] = end
+	f.lingerMu.Unlock()
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -320,11 +331,27 @@ func (f *fetcher) linger(l *locks.Lease) {
 		defer t.Stop()
 		select {
 		case <-t.C:
+		case <-end:
 		case <-l.Lost():
 		case <-f.life.Done():
 		}
+		f.lingerMu.Lock()
+		if f.lingering[d] == end {
+			delete(f.lingering, d)
+		}
+		f.lingerMu.Unlock()
 		l.Release(context.Background())
 	}()
+}
+
+// endLinger releases the fetch lock kept for d, if any.
+func (f *fetcher) endLinger(d digest.Digest) {
+	f.lingerMu.Lock()
+	defer f.lingerMu.Unlock()
+	if end, ok := f.lingering[d]; ok {
+		close(end)
+		delete(f.lingering, d)
+	}
 }
 
 // fromOrigin copies d from src into w and commits it.
