@@ -41,7 +41,7 @@ type fetcher struct {
 	// lingering ends the kept fetch locks of committed blobs (linger).
 	lingerMu  sync.Mutex
 	lingering map[digest.Digest]chan struct{}
-	log     *slog.Logger
+	log       *slog.Logger
 	// onBytes counts bytes brought into the cache, by source.
 	onBytes func(source string, n int64)
 	// onFind observes DHT provider lookups.
@@ -84,9 +84,12 @@ const maxFetchAttempts = 4
 // ownFetchWait bounds how long a request waits for another request on
 // this host that is planning the same fetch (it holds the origin lock and
 // is looking for providers), polling every ownFetchPoll.
+// After ownFetchReplan without a writer the request plans again (the other
+// request's fetch may have failed before it started).
 const (
-	ownFetchWait = 30 * time.Second
-	ownFetchPoll = 20 * time.Millisecond
+	ownFetchWait   = 30 * time.Second
+	ownFetchPoll   = 20 * time.Millisecond
+	ownFetchReplan = 2 * time.Second
 )
 
 // plan is where a fetch will get its bytes.
@@ -114,12 +117,11 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest, src source) (*cas
 		p, err := f.plan(ctx, d, src)
 		if errors.Is(err, errOwnFetch) && time.Now().Before(ownWait) {
 			// Another request on this host is planning the same fetch:
-			// follow its writer as soon as it exists.
+			// follow its writer as soon as it exists (polling the cache
+			// only: planning again would ask the lock service each time).
 			attempt--
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(ownFetchPoll):
+			if fl, err := f.followOwn(ctx, d); err == nil || !errors.Is(err, cas.ErrNotFound) {
+				return fl, err
 			}
 			continue
 		}
@@ -145,6 +147,23 @@ func (f *fetcher) Follow(ctx context.Context, d digest.Digest, src source) (*cas
 		return nil, fmt.Errorf("follow %s: %w (last: %v)", d, err, lastErr)
 	}
 	return fl, nil
+}
+
+// followOwn polls the cache for d's writer every ownFetchPoll, for at most
+// ownFetchReplan; cas.ErrNotFound if it did not appear.
+func (f *fetcher) followOwn(ctx context.Context, d digest.Digest) (*cas.Follower, error) {
+	deadline := time.Now().Add(ownFetchReplan)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(ownFetchPoll):
+		}
+		fl, err := f.cas.Follow(ctx, d)
+		if !errors.Is(err, cas.ErrNotFound) || time.Now().After(deadline) {
+			return fl, err
+		}
+	}
 }
 
 // plan finds providers and the blob's size: from the origin, or from a
