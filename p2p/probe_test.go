@@ -3,6 +3,7 @@ package p2p
 import (
 	"bytes"
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -249,8 +250,13 @@ func TestProbeBudgetIdleFleet(t *testing.T) {
 	t.Logf("%d nodes idle %.2fs: %.2f probes/s and %.0f probe B/s per node (budget %d/s and %d B/s, burst %.0fs); busiest node %d probes (cap %.0f), %d bytes (cap %.0f)",
 		count, elapsed, perNode, perNodeBytes, rate, byteBW, burst, busiest, maxProbes, busiestB, maxBytes)
 	// The budget must be used, not just respected: demand is far above it.
-	if float64(probes) < 0.5*count*rate*elapsed {
-		t.Errorf("fleet made %d probes in %.1fs, want at least half the budget (%.0f)", probes, elapsed, 0.5*count*rate*elapsed)
+	// The binding limit is the byte rate (ByteRate/Bytes = 4 probes/s, under
+	// Rate). A quarter of it is the floor: 50 nodes under the race detector
+	// on a loaded 2-core runner measured half of it (CI, 5.6 s window for a
+	// 3 s sleep); a scheduler that stops probing is far below a quarter.
+	effective := math.Min(rate, float64(byteBW)/probeSz)
+	if want := 0.25 * count * effective * elapsed; float64(probes) < want {
+		t.Errorf("fleet made %d probes in %.1fs, want at least a quarter of the effective budget (%.0f)", probes, elapsed, want)
 	}
 	if probeBytes == 0 {
 		t.Error("no test bytes were downloaded")
