@@ -152,6 +152,43 @@ func TestPickChunkHedged(t *testing.T) {
 	}
 }
 
+// TestPickChunkInOrderFromCompleteHolders: when every provider holds the
+// whole blob, chunks go in order (the cache hashes them as they land and
+// clients following the blob get bytes at once); while one is still
+// downloading, the chunks it lacks are taken in random order, so that
+// hosts fetching from the same holders take different chunks to trade.
+func TestPickChunkInOrderFromCompleteHolders(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	const chunk, size = 10, 80
+	a := &swarmPeer{ai: peer.AddrInfo{ID: "a"}, have: [][2]int64{{0, size}}}
+	peers := hedgePeers(a)
+	done, inflight := make([]bool, 8), make([]bool, 8)
+	for want := range 8 {
+		c, sp := pickChunk(peers, done, inflight, chunk, size, 8, true, false, now)
+		if c != want || sp != a {
+			t.Fatalf("pick %d: chunk %d from %v, want chunk %d from a", want, c, sp, want)
+		}
+		inflight[c] = true
+	}
+	// a partial holder: the chunks it lacks (held by a alone) are rarer,
+	// and among them the order is random.
+	b := &swarmPeer{ai: peer.AddrInfo{ID: "b"}, have: [][2]int64{{0, 20}}}
+	peers = hedgePeers(a, b)
+	firsts := map[int]bool{}
+	for range 200 {
+		clear(inflight)
+		c, _ := pickChunk(peers, done, inflight, chunk, size, 8, false, false, now)
+		if c < 2 {
+			t.Fatalf("picked chunk %d, held by both; want one only a holds", c)
+		}
+		firsts[c] = true
+	}
+	if len(firsts) < 3 {
+		t.Fatalf("first picks %v over 200 tries: want random order among the rarest", firsts)
+	}
+}
+
 // writeLog is an io.WriterAt that records every write and can fail some.
 type writeLog struct {
 	mu     sync.Mutex

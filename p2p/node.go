@@ -80,7 +80,8 @@ type Node struct {
 	spread     spread
 	pex        pexBook
 	ids        idCache
-	// copyBufs are the buffers blob responses are copied through.
+	// copyBufs are the buffers blob responses and swarm chunks are
+	// copied through (copyBuf).
 	copyBufs sync.Pool
 
 	prober     *prober

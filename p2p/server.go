@@ -130,11 +130,7 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("seek %s to %d: %w", d, off, err)
 	}
 	w.WriteHeader(status)
-	buf, _ := n.copyBufs.Get().(*[]byte)
-	if buf == nil {
-		b := make([]byte, 256<<10)
-		buf = &b
-	}
+	buf := n.copyBuf()
 	defer n.copyBufs.Put(buf)
 	written, err := io.CopyBuffer(w, io.LimitReader(rc, length), *buf)
 	n.served.Add(written)
@@ -145,6 +141,17 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("send %s: %w", d, io.ErrUnexpectedEOF)
 	}
 	return nil
+}
+
+// copyBuf returns a 256 KiB buffer from n.copyBufs (put it back there).
+// Large writes keep the cache's per-write work (locks, hashing, waking
+// the readers that follow a blob) small per byte.
+func (n *Node) copyBuf() *[]byte {
+	if buf, _ := n.copyBufs.Get().(*[]byte); buf != nil {
+		return buf
+	}
+	b := make([]byte, 256<<10)
+	return &b
 }
 
 func (n *Node) serveProbe(w http.ResponseWriter, r *http.Request) error {

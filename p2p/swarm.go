@@ -426,6 +426,17 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 		t := sp.est.Time(chunkSize).Seconds()
 		return t * (1 + loadFactor*float64(sp.uploaders+2*sp.inflight))
 	}
+	// When every provider holds the whole blob there is nothing to trade
+	// and no chunk is rarer: take the chunks in order, so the cache hashes
+	// the bytes as they land (out of order, it reads them back and hashes
+	// them at the end) and clients following the blob get them at once.
+	inOrder := true
+	for _, sp := range usable {
+		if !holds(sp.have, 0, size) {
+			inOrder = false
+			break
+		}
+	}
 	bestChunk, ties := -1, 0
 	var bestHolder *swarmPeer
 	var bestCost float64
@@ -461,7 +472,7 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 		switch {
 		case bestChunk < 0 || hc < bestCost || (hc == bestCost && count < bestCount):
 			bestChunk, bestHolder, bestCost, bestCount, ties = c, holder, hc, count, 1
-		case hc == bestCost && count == bestCount:
+		case hc == bestCost && count == bestCount && !inOrder:
 			if ties++; rand.N(ties) == 0 {
 				bestChunk, bestHolder = c, holder
 			}
@@ -509,7 +520,9 @@ func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, 
 	if resp.StatusCode == http.StatusOK && (off != 0 || resp.ContentLength != end) {
 		return 0, news, fmt.Errorf("chunk at %d from %s: range ignored", off, p)
 	}
-	buf := make([]byte, 64<<10)
+	pb := n.copyBuf()
+	defer n.copyBufs.Put(pb)
+	buf := *pb
 	for got < end-off {
 		k, rerr := io.ReadFull(resp.Body, buf[:min(int64(len(buf)), end-off-got)])
 		if k > 0 {
