@@ -19,6 +19,9 @@ const (
 	uploadSlots = 8
 	// availabilityTimeout bounds asking the providers what they hold.
 	availabilityTimeout = 3 * time.Second
+	// completeGrace is how long asking the providers goes on after the
+	// first complete one answered (to find a few to share the download).
+	completeGrace = 50 * time.Millisecond
 )
 
 // fromSwarm fetches d from the providers into w. The host announces the
@@ -111,10 +114,25 @@ func (f *fetcher) askAvailability(ctx context.Context, d digest.Digest, provs []
 		}()
 	}
 	seen := map[peer.ID]bool{}
+	var grace <-chan time.Time // runs from the first complete answer
 	for range n {
-		a := <-ch
+		var a p2p.Availability
+		select {
+		case a = <-ch:
+		case <-grace:
+			return srcs, named
+		case <-ctx.Done():
+			// A peer that cannot open a stream in time (a loaded host)
+			// does not hold the others' answers back.
+			return srcs, named
+		}
 		if a.Size > 0 && a.Complete() && (evenBusy || !a.Busy()) {
 			srcs = append(srcs, a.Peer)
+			if grace == nil {
+				t := time.NewTimer(completeGrace)
+				defer t.Stop()
+				grace = t.C
+			}
 		}
 		for _, q := range a.Peers {
 			if !asked[q.ID] && !seen[q.ID] {
