@@ -66,6 +66,7 @@ func TestEviction(t *testing.T) {
 	for i := 2; i < n; i++ {
 		time.Sleep(5 * time.Millisecond) // distinct access times
 		getBlob(t, a, digests[i], blobs[i])
+		waitCommitted(t, a, digests[i])
 	}
 	u := a.cas.Usage()
 	waitFor(t, "usage under the high watermark", 10*time.Second, func() bool {

@@ -233,6 +233,7 @@ func TestCorruptPeer(t *testing.T) {
 	if got := getWithRetry(t, liar, "/v2/corrupt/repo/blobs/"+d.String(), 3); !bytes.Equal(got, blob) {
 		t.Fatal("liar pulled wrong bytes")
 	}
+	waitCommitted(t, liar, d)
 	// Corrupt the liar's copy behind its back: one byte in every MiB.
 	path := filepath.Join(liar.cfg.DataDir, "cas", "blobs", "sha256", d.Encoded()[:2], d.Encoded())
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -255,6 +256,7 @@ func TestCorruptPeer(t *testing.T) {
 		t.Fatal("victim served corrupt bytes as a complete response")
 	}
 	// What the victim committed verifies, and it serves it intact.
+	waitCommitted(t, victim, d)
 	info, err := victim.cas.Stat(t.Context(), d)
 	if err != nil || info.Size != int64(len(blob)) {
 		t.Fatalf("victim cache: %+v, %v", info, err)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/shoal-dev/shoal/agent/config"
 )
 
@@ -178,4 +180,15 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// waitCommitted waits until a's cache holds d committed: a response ends
+// once the bytes are verified, and the commit (fsync, rename) can finish
+// a moment later.
+func waitCommitted(t testing.TB, a *testAgent, d digest.Digest) {
+	t.Helper()
+	waitFor(t, "commit of "+d.String(), 30*time.Second, func() bool {
+		_, err := a.cas.Stat(context.Background(), d)
+		return err == nil
+	})
 }

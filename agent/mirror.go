@@ -154,7 +154,7 @@ func (r *registry) mirrorGetBlob(ctx context.Context, m mirrorRoute, d digest.Di
 	if err != nil {
 		return registryapi.Blob{}, upstreamErr(err, registryapi.ErrBlobUnknown)
 	}
-	return registryapi.Blob{Size: fl.Size(), Content: fl, Verified: fl.Wait}, nil
+	return registryapi.Blob{Size: fl.Size(), Content: fl, Verified: fl.Verified}, nil
 }
 
 // mirrorManifest resolves a tag upstream (cached for mirror.tag_ttl; the

@@ -121,6 +121,7 @@ func TestStatusFetchSources(t *testing.T) {
 	if got := getWithRetry(t, a, "/v2/sources/repo/blobs/"+d.String(), 1); !bytes.Equal(got, blob) {
 		t.Fatal("first pull: wrong bytes")
 	}
+	waitFetchEnded(t, a)
 	fs := a.status().Fetches
 	if len(fs) != 1 || fs[0].Digest != d.String() || fs[0].Result != "ok" || fs[0].Size != size ||
 		fs[0].OriginBytes != size || fs[0].PeerBytes != 0 || len(fs[0].Peers) != 0 {
@@ -142,6 +143,7 @@ func TestStatusFetchSources(t *testing.T) {
 	if got := getWithRetry(t, b, "/v2/sources/repo/blobs/"+d.String(), 1); !bytes.Equal(got, blob) {
 		t.Fatal("second pull: wrong bytes")
 	}
+	waitFetchEnded(t, b)
 	fs = b.status().Fetches
 	if len(fs) != 1 || fs[0].Result != "ok" || fs[0].OriginBytes != 0 || fs[0].PeerBytes != size || len(fs[0].Peers) != 1 {
 		t.Fatalf("second pull's status: %+v, want %d bytes from one peer", fs, size)
@@ -171,4 +173,19 @@ func TestStatusFetchSources(t *testing.T) {
 	if len(doc.Fetches) != 1 || doc.Fetches[0].PeerBytes != size || doc.Fetches[0].Peers[0].Node != a.cfg.NodeName {
 		t.Fatalf("GET /status recent_fetches: %+v", doc.Fetches)
 	}
+}
+
+// waitFetchEnded waits until a's status lists no running fetch: a client's
+// response ends when the bytes are verified, the fetch when they are
+// committed, a moment later.
+func waitFetchEnded(t *testing.T, a *testAgent) {
+	t.Helper()
+	waitFor(t, "fetch to end", 30*time.Second, func() bool {
+		for _, f := range a.status().Fetches {
+			if f.Result == "running" {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -107,7 +107,7 @@ func (r *registry) GetBlob(ctx context.Context, repo string, d digest.Digest) (r
 		}
 		return registryapi.Blob{}, err
 	}
-	return registryapi.Blob{Size: fl.Size(), Content: fl, Verified: fl.Wait}, nil
+	return registryapi.Blob{Size: fl.Size(), Content: fl, Verified: fl.Verified}, nil
 }
 
 func (r *registry) DeleteBlob(ctx context.Context, repo string, d digest.Digest) error {

@@ -77,6 +77,7 @@ func TestReliabilityCorruptOnDisk(t *testing.T) {
 			t.Fatal("a blob found on disk at start-up is not marked for a check")
 		}
 		getBlob(t, a2, d, b) // served right: refetched, not the corrupt copy
+		waitCommitted(t, a2, d)
 		got, err := os.ReadFile(cachedBlobPath(dataDir, d))
 		if err != nil || digest.FromBytes(got) != d {
 			t.Fatalf("cached copy after the refetch: %d bytes, err %v, digest ok %v", len(got), err, err == nil && digest.FromBytes(got) == d)

@@ -70,6 +70,12 @@ func (w *Writer) commit(written spans, hashErr error) (info Info, added bool, er
 	if got := digest.NewDigest(w.d.Algorithm(), w.h); got != w.d {
 		return Info{}, false, fmt.Errorf("commit %s: got %s: %w", w.d, got, ErrDigestMismatch)
 	}
+	// The bytes are right: readers may finish while the disk catches up
+	// (the sync of a large blob takes seconds when writeback lags).
+	w.mu.Lock()
+	w.verified = true
+	w.broadcast()
+	w.mu.Unlock()
 	if err := w.f.Sync(); err != nil {
 		return Info{}, false, fmt.Errorf("commit %s: sync: %w", w.d, err)
 	}

@@ -255,6 +255,37 @@ func (f *Follower) Wait(ctx context.Context) error {
 	}
 }
 
+// Verified blocks until every byte of the blob is written and matches its
+// digest (nil), or the write failed. It returns before Wait: the commit
+// still has to make the blob durable and publish it, and may fail doing
+// so (a full disk), but the bytes a follower read are the blob's.
+func (f *Follower) Verified(ctx context.Context) error {
+	if f.w == nil {
+		return nil
+	}
+	w := f.w
+	w.mu.Lock()
+	for {
+		switch {
+		case w.state == stateCommitted || w.verified:
+			w.mu.Unlock()
+			return nil
+		case w.state == stateFailed:
+			err := w.err
+			w.mu.Unlock()
+			return fmt.Errorf("follow %s: %w", f.d, err)
+		}
+		ch := w.wait()
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		w.mu.Lock()
+	}
+}
+
 // Available is how many bytes from the blob's start can be read without
 // waiting: its size once committed, else the writer's contiguous prefix.
 func (f *Follower) Available() int64 {

@@ -473,3 +473,45 @@ func TestRandomOverlappingWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowerVerified: Verified waits for the commit's digest check, not
+// for the bytes alone, and fails when the bytes do not match, so a reader
+// never ends a response on unverified bytes.
+func TestFollowerVerified(t *testing.T) {
+	t.Parallel()
+	s, _ := openStore(t, nil)
+	b, d := testBlob(4096, 16, digest.SHA256)
+	for _, corrupt := range []bool{true, false} { // a failed write leaves nothing behind
+		w, err := s.Create(t.Context(), d, int64(len(b)), cas.WriteOptions{})
+		if err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+		f, err := s.Follow(t.Context(), d)
+		if err != nil {
+			t.Fatalf("Follow: %v", err)
+		}
+		data := b
+		if corrupt {
+			data = append([]byte(nil), b...)
+			data[100] ^= 1
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		// Every byte is there, but nothing has checked them yet.
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		if err := f.Verified(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("corrupt=%v: Verified before Commit: err = %v, want DeadlineExceeded", corrupt, err)
+		}
+		cancel()
+		_, cerr := w.Commit(t.Context())
+		err = f.Verified(t.Context())
+		switch {
+		case corrupt && !errors.Is(err, cas.ErrDigestMismatch):
+			t.Errorf("corrupt bytes: Verified = %v (commit %v), want ErrDigestMismatch", err, cerr)
+		case !corrupt && (err != nil || cerr != nil):
+			t.Errorf("good bytes: Verified = %v, commit %v, want both nil", err, cerr)
+		}
+		f.Close()
+	}
+}

@@ -61,7 +61,11 @@ type Writer struct {
 	hashed   int64 // length of the prefix fed to h
 	hashing  bool  // a goroutine is feeding h
 	hashErr  error // reading bytes back failed
-	info     Info  // set at commit
+	// verified is set by Commit once every byte is there and matches the
+	// digest, before the fsync and the rename: followers may deliver the
+	// blob as correct from then on (Follower.Verified).
+	verified bool
+	info     Info // set at commit
 	changed  chan struct{}
 	// fileRefs counts the holders of f: the writer until it commits or
 	// fails, and every Follower sharing it. The last one closes f, so a
