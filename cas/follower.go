@@ -229,30 +229,7 @@ func (f *Follower) Size() int64 {
 
 // Wait blocks until the blob is committed (nil) or the write failed.
 func (f *Follower) Wait(ctx context.Context) error {
-	if f.w == nil {
-		return nil
-	}
-	w := f.w
-	w.mu.Lock()
-	for {
-		switch w.state {
-		case stateCommitted:
-			w.mu.Unlock()
-			return nil
-		case stateFailed:
-			err := w.err
-			w.mu.Unlock()
-			return fmt.Errorf("follow %s: %w", f.d, err)
-		}
-		ch := w.wait()
-		w.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		w.mu.Lock()
-	}
+	return f.awaitWriter(ctx, func(w *Writer) bool { return w.state == stateCommitted })
 }
 
 // Verified blocks until every byte of the blob is written and matches its
@@ -260,6 +237,12 @@ func (f *Follower) Wait(ctx context.Context) error {
 // still has to make the blob durable and publish it, and may fail doing
 // so (a full disk), but the bytes a follower read are the blob's.
 func (f *Follower) Verified(ctx context.Context) error {
+	return f.awaitWriter(ctx, func(w *Writer) bool { return w.state == stateCommitted || w.verified })
+}
+
+// awaitWriter blocks until ready (checked under w.mu) holds, the write failed
+// or ctx ends.
+func (f *Follower) awaitWriter(ctx context.Context, ready func(w *Writer) bool) error {
 	if f.w == nil {
 		return nil
 	}
@@ -267,7 +250,7 @@ func (f *Follower) Verified(ctx context.Context) error {
 	w.mu.Lock()
 	for {
 		switch {
-		case w.state == stateCommitted || w.verified:
+		case ready(w):
 			w.mu.Unlock()
 			return nil
 		case w.state == stateFailed:

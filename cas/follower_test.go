@@ -429,14 +429,7 @@ func TestRandomOverlappingWrites(t *testing.T) {
 			t.Parallel()
 			s, _ := openStore(t, nil)
 			b, d := testBlob(512<<10, 500+seed, digest.SHA256)
-			w, err := s.Create(t.Context(), d, int64(len(b)), cas.WriteOptions{})
-			if err != nil {
-				t.Fatalf("Create: %v", err)
-			}
-			f, err := s.Follow(t.Context(), d)
-			if err != nil {
-				t.Fatalf("Follow: %v", err)
-			}
+			w, f := createFollowed(t, s, d, int64(len(b)))
 			defer f.Close()
 			got := make(chan []byte, 1)
 			go func() {
@@ -482,14 +475,7 @@ func TestFollowerVerified(t *testing.T) {
 	s, _ := openStore(t, nil)
 	b, d := testBlob(4096, 16, digest.SHA256)
 	for _, corrupt := range []bool{true, false} { // a failed write leaves nothing behind
-		w, err := s.Create(t.Context(), d, int64(len(b)), cas.WriteOptions{})
-		if err != nil {
-			t.Fatalf("Create: %v", err)
-		}
-		f, err := s.Follow(t.Context(), d)
-		if err != nil {
-			t.Fatalf("Follow: %v", err)
-		}
+		w, f := createFollowed(t, s, d, int64(len(b)))
 		data := b
 		if corrupt {
 			data = append([]byte(nil), b...)
@@ -505,7 +491,7 @@ func TestFollowerVerified(t *testing.T) {
 		}
 		cancel()
 		_, cerr := w.Commit(t.Context())
-		err = f.Verified(t.Context())
+		err := f.Verified(t.Context())
 		switch {
 		case corrupt && !errors.Is(err, cas.ErrDigestMismatch):
 			t.Errorf("corrupt bytes: Verified = %v (commit %v), want ErrDigestMismatch", err, cerr)
@@ -514,4 +500,18 @@ func TestFollowerVerified(t *testing.T) {
 		}
 		f.Close()
 	}
+}
+
+// createFollowed starts writing d and returns the writer and a follower of it.
+func createFollowed(t *testing.T, s *cas.Store, d digest.Digest, size int64) (*cas.Writer, *cas.Follower) {
+	t.Helper()
+	w, err := s.Create(t.Context(), d, size, cas.WriteOptions{})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	f, err := s.Follow(t.Context(), d)
+	if err != nil {
+		t.Fatalf("Follow: %v", err)
+	}
+	return w, f
 }
