@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every fuzz target in the repository for FUZZTIME each (default 30s)
+# Runs every fuzz target in the repository for FUZZTIME each (default 30s;
+# a duration or a count of inputs such as 2000x, as go test -fuzztime takes)
 # and prints one line per target with its outcome and wall time.
-# `make test` runs this with FUZZTIME=1s; `make fuzz` with the default.
+# `make test` runs this with FUZZTIME=2000x; `make fuzz` with the default.
 # A failing input is written under the package's testdata/fuzz/ by go test:
 # commit it with the fix so it stays a regression case.
 set -euo pipefail
