@@ -20,6 +20,7 @@ type strategyRun struct {
 	peerBytes   int64
 	lockWaits   lockWaits
 	notes       []string
+	sched       *SchedLatency
 }
 
 // lockWaits sums origin-lock waits.
@@ -66,6 +67,9 @@ type StrategyReport struct {
 	// a fraction of its host's link speed.
 	SlowestSpeedFraction float64 `json:"slowest_speed_fraction"`
 	WallSeconds          float64 `json:"wall_seconds"`
+	// SchedLatency is how long goroutines waited for a CPU during the
+	// schedule (all agents share the simulator's cores).
+	SchedLatency *SchedLatency `json:"sched_latency_seconds,omitempty"`
 	// Failures lists every failed pull and why.
 	Failures []PullFailure `json:"failures,omitempty"`
 	Notes    []string      `json:"notes,omitempty"`
@@ -112,7 +116,8 @@ func newReport(p *Plan) *Report {
 func (r *Report) add(strategy string, run *strategyRun) {
 	scale := int64(r.Scale)
 	sr := &StrategyReport{Pulls: len(run.pulls), OriginBytes: run.originBytes * scale, OriginReads: run.originReads,
-		PeerBytes: run.peerBytes * scale, LockWaits: run.lockWaits, WallSeconds: run.wall.Seconds(), Notes: run.notes}
+		PeerBytes: run.peerBytes * scale, LockWaits: run.lockWaits, WallSeconds: run.wall.Seconds(), Notes: run.notes,
+		SchedLatency: run.sched}
 	if r.ImageBytes > 0 {
 		sr.OriginMultiple = float64(sr.OriginBytes) / float64(r.ImageBytes)
 	}

@@ -110,6 +110,7 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 
 	var st runState
 	var work sync.WaitGroup
+	sched := schedCounts()
 	start := time.Now()
 	stopProgress := make(chan struct{})
 	var progressDone sync.WaitGroup
@@ -158,6 +159,13 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 	}
 	run := &strategyRun{wall: time.Since(start), originBytes: f.origin.bytes.Load(), originReads: f.origin.reads.Load(),
 		peerBytes: f.peerBytes(), lockWaits: f.lockWaits(ctx)}
+	if lat, ok := schedSince(sched); ok {
+		run.sched = &lat
+		if lat.P99 > starvedLatency.Seconds() {
+			st.note("CPU-starved: goroutines waited %.1f ms for a CPU at the 99th percentile (p50 %.3f ms); every message between agents was delayed about that much per hop, so times here overstate what a fleet of real hosts would see",
+				1000*lat.P99, 1000*lat.P50)
+		}
+	}
 	st.mu.Lock()
 	run.pulls, run.notes = append([]pullResult(nil), st.pulls...), append([]string(nil), st.notes...)
 	for _, err := range st.pushes {
