@@ -152,12 +152,13 @@ func TestPickChunkHedged(t *testing.T) {
 	}
 }
 
-// TestPickChunkInOrderFromCompleteHolders: when every provider holds the
-// whole blob, chunks go in order (the cache hashes them as they land and
-// clients following the blob get bytes at once); while one is still
-// downloading, the chunks it lacks are taken in random order, so that
-// hosts fetching from the same holders take different chunks to trade.
-func TestPickChunkInOrderFromCompleteHolders(t *testing.T) {
+// TestPickChunkInOrderFromOneCompleteHolder: from a single provider that
+// holds the whole blob, chunks go in order (the cache hashes them as they
+// land and clients following the blob get bytes at once); with another
+// provider still downloading, the chunks it lacks are taken in random
+// order, so that hosts fetching from the same holders take different
+// chunks to trade.
+func TestPickChunkInOrderFromOneCompleteHolder(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1000, 0)
 	const chunk, size = 10, 80

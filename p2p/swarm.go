@@ -426,17 +426,13 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 		t := sp.est.Time(chunkSize).Seconds()
 		return t * (1 + loadFactor*float64(sp.uploaders+2*sp.inflight))
 	}
-	// When every provider holds the whole blob there is nothing to trade
-	// and no chunk is rarer: take the chunks in order, so the cache hashes
-	// the bytes as they land (out of order, it reads them back and hashes
-	// them at the end) and clients following the blob get them at once.
-	inOrder := true
-	for _, sp := range usable {
-		if !holds(sp.have, 0, size) {
-			inOrder = false
-			break
-		}
-	}
+	// With a single provider that holds the whole blob there is nothing
+	// to trade and no chunk is rarer: take the chunks in order, so the
+	// cache hashes the bytes as they land (out of order, it reads them
+	// back and hashes them at the end) and clients following the blob get
+	// them at once. With several providers the order stays rarest first,
+	// then random, which hosts that trade chunks need.
+	inOrder := len(usable) == 1 && holds(usable[0].have, 0, size)
 	bestChunk, ties := -1, 0
 	var bestHolder *swarmPeer
 	var bestCost float64
