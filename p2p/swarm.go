@@ -520,7 +520,11 @@ func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, 
 	defer n.copyBufs.Put(pb)
 	buf := *pb
 	for got < end-off {
-		k, rerr := io.ReadFull(resp.Body, buf[:min(int64(len(buf)), end-off-got)])
+		// Write up to 256 KiB at a time (fewer cache writes), but as soon
+		// as 64 KiB are in: a slow provider's progress still resets the
+		// stall watchdog, and followers get the bytes.
+		want := min(int64(len(buf)), end-off-got)
+		k, rerr := io.ReadAtLeast(resp.Body, buf[:want], int(min(want, 64<<10)))
 		if k > 0 {
 			watchdog.Reset(stall)
 			if _, werr := dst.WriteAt(buf[:k], off+got); werr != nil {
