@@ -13,7 +13,7 @@ func TestLogLevelAtRuntime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test: not in -short")
 	}
-	p := startProcess(t, "--data-dir", t.TempDir(), "--p2p=false", "--serf=false")
+	p := startProcessEnv(t, []string{"SHOAL_LOG_LEVEL=info"}, "--data-dir", t.TempDir(), "--p2p=false", "--serf=false")
 	call := func(method, body string) (int, string) {
 		req, _ := http.NewRequest(method, "http://"+p.admin+"/loglevel", strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)

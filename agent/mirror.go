@@ -150,7 +150,9 @@ func (r *registry) mirrorGetBlob(ctx context.Context, m mirrorRoute, d digest.Di
 	if f, info, err := r.cas.Open(ctx, d); err == nil {
 		return registryapi.Blob{Size: info.Size, Content: f}, nil
 	}
-	fl, err := r.fetch.Follow(ctx, d, upstreamSource{m})
+	fl, err := newRefollower(ctx, d, func(ctx context.Context) (*cas.Follower, error) {
+		return r.fetch.Follow(ctx, d, upstreamSource{m})
+	})
 	if err != nil {
 		return registryapi.Blob{}, upstreamErr(err, registryapi.ErrBlobUnknown)
 	}

@@ -57,6 +57,36 @@ type agentProcess struct {
 	registry string
 	admin    string
 	exited   chan struct{}
+
+	// debug keeps the agent's last debugRing debug lines, shown only if
+	// the test fails (a rare failure under load is then explained).
+	debugMu sync.Mutex
+	debug   []string
+}
+
+// debugRing is how many debug lines of an agent a failed test shows.
+const debugRing = 200
+
+func (p *agentProcess) keepDebug(line string) {
+	p.debugMu.Lock()
+	defer p.debugMu.Unlock()
+	if len(p.debug) >= debugRing {
+		p.debug = p.debug[1:]
+	}
+	p.debug = append(p.debug, line)
+}
+
+// showDebug logs the kept debug lines if the test failed.
+func (p *agentProcess) showDebug(t *testing.T) {
+	if !t.Failed() {
+		return
+	}
+	p.debugMu.Lock()
+	defer p.debugMu.Unlock()
+	t.Logf("agent %s: its last %d debug lines:", p.registry, len(p.debug))
+	for _, l := range p.debug {
+		t.Logf("agent debug: %s", l)
+	}
 }
 
 // startProcess runs `shoal agent` with args plus loopback :0 addresses and
@@ -72,7 +102,9 @@ func startProcessEnv(t *testing.T, env []string, args ...string) *agentProcess {
 	args = append([]string{"agent", "--registry-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--serf-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(shoalBinary(t), args...)
-	cmd.Env = append(os.Environ(), env...)
+	// Debug lines are kept, and shown if the test fails; a test that sets
+	// the level itself keeps its own.
+	cmd.Env = append(append(os.Environ(), "SHOAL_LOG_LEVEL=debug"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -91,10 +123,13 @@ func startProcessEnv(t *testing.T, env []string, args ...string) *agentProcess {
 				Registry string `json:"registry"`
 				Admin    string `json:"admin"`
 			}
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "agent ready" {
+			switch {
+			case json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "agent ready":
 				p.registry, p.admin = rec.Registry, rec.Admin
 				close(ready)
-			} else if !strings.Contains(sc.Text(), `"level":"INFO"`) {
+			case strings.Contains(sc.Text(), `"level":"DEBUG"`):
+				p.keepDebug(sc.Text())
+			case !strings.Contains(sc.Text(), `"level":"INFO"`):
 				t.Logf("agent: %s", sc.Text())
 			}
 		}
@@ -109,7 +144,7 @@ func startProcessEnv(t *testing.T, env []string, args ...string) *agentProcess {
 		cmd.Process.Kill()
 		t.Fatal("agent not ready within 30s")
 	}
-	t.Cleanup(func() { p.kill() })
+	t.Cleanup(func() { p.kill(); p.showDebug(t) })
 	return p
 }
 

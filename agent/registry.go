@@ -93,7 +93,9 @@ func (r *registry) GetBlob(ctx context.Context, repo string, d digest.Digest) (r
 		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
 		return registryapi.Blob{Size: info.Size, Content: f, Verified: verified}, nil
 	}
-	fl, err := r.fetch.Follow(ctx, d, storeSource{r.origin})
+	fl, err := newRefollower(ctx, d, func(ctx context.Context) (*cas.Follower, error) {
+		return r.fetch.Follow(ctx, d, storeSource{r.origin})
+	})
 	if err != nil {
 		err = apiErr(err, registryapi.ErrBlobUnknown)
 		for _, m := range r.fallbacks(repo) {

@@ -38,6 +38,10 @@ var (
 	ErrUploadUnknown  = errors.New("cas: upload unknown")
 	ErrPinned         = errors.New("cas: blob is pinned or not replicated")
 	ErrClosed         = errors.New("cas: store closed")
+
+	// ErrWriteFailed: the write a Follower follows was aborted or failed
+	// verification. Nothing of it is committed; another write may follow.
+	ErrWriteFailed = errors.New("cas: write failed")
 )
 
 // State says whether a blob's content is safe in the object store.

@@ -72,7 +72,7 @@ func (w *Writer) follow(ctx context.Context) (*Follower, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.state == stateFailed {
-		return nil, fmt.Errorf("follow %s: %w", w.d, w.err)
+		return nil, fmt.Errorf("follow %s: %w: %w", w.d, ErrWriteFailed, w.err)
 	}
 	fl := &Follower{ctx: ctx, d: w.d, w: w, size: w.size, done: make(chan struct{})}
 	if w.state == stateCommitted {
@@ -110,7 +110,7 @@ func (f *Follower) await(off int64, n int, full bool) (limit int64, committed bo
 		case w.state == stateFailed:
 			err := w.err
 			w.mu.Unlock()
-			return 0, false, fmt.Errorf("follow %s: %w", f.d, err)
+			return 0, false, fmt.Errorf("follow %s: %w: %w", f.d, ErrWriteFailed, err)
 		case w.state == stateCommitted:
 			size := w.info.Size
 			w.mu.Unlock()
@@ -256,7 +256,7 @@ func (f *Follower) awaitWriter(ctx context.Context, ready func(w *Writer) bool) 
 		case w.state == stateFailed:
 			err := w.err
 			w.mu.Unlock()
-			return fmt.Errorf("follow %s: %w", f.d, err)
+			return fmt.Errorf("follow %s: %w: %w", f.d, ErrWriteFailed, err)
 		}
 		ch := w.wait()
 		w.mu.Unlock()
