@@ -213,7 +213,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	a.fetch.Store(fetch)
 	a.registry = &registry{cas: a.cas, meta: a.meta, origin: org, outbox: a.outbox, fetch: fetch, mirrors: mirrors, fallback: fallback,
-		syncPush: a.cfg.Push.Replication == "sync", log: a.log.With("part", "registry")}
+		syncPush: a.cfg.Push.Replication == "sync", readAhead: a.cfg.P2P.ReadAhead, log: a.log.With("part", "registry")}
 
 	opts := registryapi.DefaultOptions()
 	opts.Logger = a.log.With("part", "api")

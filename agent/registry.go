@@ -35,10 +35,16 @@ type registry struct {
 	mirrors  upstreams
 	fallback []mirrorRoute // registry:// origins, after the object stores
 	syncPush bool
-	log      *slog.Logger
+	// readAhead starts origin reads of a served manifest's layers
+	// (readahead.go).
+	readAhead bool
+	log       *slog.Logger
 }
 
-var _ registryapi.Backend = (*registry)(nil)
+var (
+	_ registryapi.Backend          = (*registry)(nil)
+	_ registryapi.ManifestObserver = (*registry)(nil)
+)
 
 // apiErr maps store errors to the errors registryapi understands.
 func apiErr(err error, notFound error) error {

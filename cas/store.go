@@ -213,6 +213,13 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
+// Writing reports whether a write of d is in progress.
+func (s *Store) Writing(d digest.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writers[d] != nil
+}
+
 // Stat returns a committed blob's metadata, or ErrNotFound.
 func (s *Store) Stat(ctx context.Context, d digest.Digest) (Info, error) {
 	if err := validateDigest(d); err != nil {

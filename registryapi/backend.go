@@ -118,3 +118,10 @@ type Backend interface {
 	// (an empty list if none).
 	Referrers(ctx context.Context, repo string, d digest.Digest) ([]ocispec.Descriptor, error)
 }
+
+// ManifestObserver is an optional interface of a Backend: ManifestServed
+// is called after a manifest was sent in full to a GET (not a HEAD, not a
+// 304), when a client is about to pull what it names.
+type ManifestObserver interface {
+	ManifestServed(ctx context.Context, repo string, m Manifest)
+}

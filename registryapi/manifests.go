@@ -48,7 +48,11 @@ func (h *handler) getManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(m.Content)
+		if _, err := w.Write(m.Content); err == nil {
+			if o, ok := h.b.(ManifestObserver); ok {
+				o.ManifestServed(r.Context(), rt.name, m)
+			}
+		}
 	}
 	return nil
 }

@@ -73,6 +73,8 @@ type P2PConfig struct {
 	MaxStreamsPerPeer int `yaml:"max_streams_per_peer" doc:"Most blob requests one peer may have served at once; more get 429 (0: unlimited)."`
 	// PeerUploadRate bounds the bytes per second sent to one peer.
 	PeerUploadRate ByteSize `yaml:"peer_upload_rate" doc:"Most bytes per second sent to one peer (or with KiB/MiB/GiB). 0: unlimited."`
+	// ReadAhead starts origin reads of a served manifest's layers.
+	ReadAhead bool `yaml:"read_ahead" doc:"When a client gets an image manifest, try the group's fetch lock of two of its missing layers and read the first one won from the origin at once (when no host has it), before the client asks: a rollout's origin reads then start together instead of in waves. Needs serf."`
 }
 
 // SerfConfig configures membership over serf.
@@ -134,6 +136,7 @@ func Default() Config {
 			Listen:  []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"},
 
 			MaxStreamsPerPeer: 32,
+			ReadAhead:         true,
 		},
 	}
 }

@@ -82,6 +82,8 @@ func Options() []Option {
 			}},
 		{Flag: "p2p-peer-upload-rate", Env: "SHOAL_P2P_PEER_UPLOAD_RATE", Key: "p2p.peer_upload_rate", Usage: "most bytes per second sent to one peer, e.g. 100MiB (0: unlimited)",
 			apply: func(c *Config, v string) error { return c.P2P.PeerUploadRate.Set(v) }},
+		{Flag: "read-ahead", Env: "SHOAL_READ_AHEAD", Key: "p2p.read_ahead", Usage: "read a layer of a served manifest from the origin before the client asks (--read-ahead=false: only on demand)", Bool: true,
+			apply: boolSetter(func(c *Config) *bool { return &c.P2P.ReadAhead })},
 		{Flag: "serf", Env: "SHOAL_SERF", Key: "serf.enabled", Usage: "join the serf cluster (--serf=false: no fleet coordination)", Bool: true,
 			apply: boolSetter(func(c *Config) *bool { return &c.Serf.Enabled })},
 		{Flag: "serf-addr", Env: "SHOAL_SERF_ADDR", Key: "serf.addr", Usage: "serf gossip address (default 0.0.0.0:7946)",
