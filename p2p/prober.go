@@ -84,6 +84,15 @@ func (pr *prober) close() {
 // peers and recently wanted ones, wanted first. It also forgets peers
 // that left and were not heard of for a while, to bound the table.
 func (pr *prober) schedule(ctx context.Context, now time.Time) {
+	// Most ticks find the budget spent or every probe slot taken: listing
+	// the peers then is wasted (in the simulator, 100 agents ticking
+	// twice a second spent 3.6% of the CPU on it).
+	pr.mu.Lock()
+	ready := !pr.stopped && len(pr.running) < pr.opts.Concurrency && pr.probes.Tokens(now) >= 1
+	pr.mu.Unlock()
+	if !ready {
+		return
+	}
 	n := pr.n
 	connected := n.host.Network().Peers()
 	isConn := make(map[peer.ID]bool, len(connected))
