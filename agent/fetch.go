@@ -375,11 +375,7 @@ func (f *fetcher) endLinger(d digest.Digest) {
 
 // fromOrigin copies d from src into w and commits it.
 func (f *fetcher) fromOrigin(ctx context.Context, d digest.Digest, w *cas.Writer, src source) error {
-	split := f.originSplit
-	if split <= 0 {
-		split = originSplit
-	}
-	if rs, ok := src.(rangeSource); ok && w.Size() >= 2*split {
+	if rs, ok := src.(rangeSource); ok && w.Size() > 0 {
 		return f.fromOriginRanges(ctx, d, w, rs, w.Size())
 	}
 	rc, err := src.Open(ctx, d)
