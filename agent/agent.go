@@ -244,6 +244,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			fetch.holders = a.memberPeers
 			fetch.self = a.cluster.Self().Name
 			fetch.yield = a.isGroupProxy
+			if a.node != nil {
+				lc := &linkClass{rate: func() float64 { return a.node.Downlink(downlinkWindow) },
+					members: a.cluster.Members, setTag: a.cluster.SetTag, log: a.log.With("part", "fetch")}
+				fetch.slow = lc.slow
+				bg.Go(func() error { return lc.run(bgCtx) })
+			}
 		}
 		bg.Go(func() error { return a.cluster.Run(bgCtx) })
 		bg.Go(func() error { return a.lockService.Run(bgCtx) })

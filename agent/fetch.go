@@ -36,6 +36,9 @@ type fetcher struct {
 	// yield reports whether this host should let others win races for
 	// origin locks (nil: never); see proxyYield.
 	yield func() bool
+	// slow reports whether this host's link is slow next to the fleet's
+	// (nil: never); see linkClass.
+	slow func() bool
 	// reading counts this host's origin reads in progress.
 	reading atomic.Int32
 	// lingering ends the kept fetch locks of committed blobs (linger).

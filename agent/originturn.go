@@ -51,10 +51,10 @@ func (f *fetcher) originTurn(ctx context.Context, d digest.Digest) (*locks.Lease
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, fetchLockWait)
 	defer cancel()
-	if f.reading.Load() > 0 || (f.yield != nil && f.yield()) {
+	if wait := f.lockYield(); wait > 0 {
 		select {
 		case <-ctx.Done():
-		case <-time.After(proxyYield):
+		case <-time.After(wait):
 		}
 	}
 	for {
@@ -100,6 +100,19 @@ func (f *fetcher) originTurn(ctx context.Context, d digest.Digest) (*locks.Lease
 		case <-time.After(providerPoll):
 		}
 	}
+}
+
+// lockYield is how long this host waits before asking for an origin lock:
+// slowYield on a slow link, proxyYield while reading another blob from
+// the origin or as the group's lock proxy, else not at all.
+func (f *fetcher) lockYield() time.Duration {
+	switch {
+	case f.slow != nil && f.slow():
+		return slowYield
+	case f.reading.Load() > 0 || (f.yield != nil && f.yield()):
+		return proxyYield
+	}
+	return 0
 }
 
 // findProviders looks d up in the DHT, timing the lookup.

@@ -78,8 +78,8 @@ func manifestLayers(body []byte) []digest.Digest {
 // are neither cached nor being fetched here, and reads the first one won
 // from the origin (see the comment on readAheadTries). It returns at once.
 func (f *fetcher) readAhead(digests []digest.Digest, src source) {
-	if f.reading.Load() > 0 || (f.yield != nil && f.yield()) {
-		return // reading the origin already, or the group's lock proxy
+	if f.reading.Load() > 0 || (f.yield != nil && f.yield()) || (f.slow != nil && f.slow()) {
+		return // reading the origin already, the group's lock proxy, or on a slow link
 	}
 	var todo []digest.Digest
 	for _, i := range rand.Perm(len(digests)) {

@@ -244,7 +244,7 @@ func (n *Node) measure(ctx context.Context, p peer.ID, size int64, partial bool)
 		n.scores.ObserveRTT(p, rtt, now)
 	}
 	if got > 0 && (dlErr == nil || ctx.Err() != nil) {
-		n.scores.ObserveRate(p, transferRate(got, elapsed, n.scores.Score(p, now).RTT, 1), now)
+		n.scores.ObserveProbe(p, transferRate(got, elapsed, n.scores.Score(p, now).RTT, 1), now)
 	}
 	n.mu.Unlock()
 	if (pingErr != nil && !cut) || (dlErr != nil && !cut) {
@@ -326,7 +326,7 @@ func (n *Node) Probe(ctx context.Context, p peer.ID, size int64) (time.Duration,
 	}
 	now := time.Now()
 	n.mu.Lock()
-	n.scores.ObserveRate(p, transferRate(got, elapsed, n.scores.Score(p, now).RTT, 1), now)
+	n.scores.ObserveProbe(p, transferRate(got, elapsed, n.scores.Score(p, now).RTT, 1), now)
 	n.mu.Unlock()
 	return elapsed, nil
 }

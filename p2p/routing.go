@@ -247,6 +247,14 @@ func (n *Node) Penalize(p peer.ID, kind Penalty) {
 	n.log.Log(context.Background(), level, "peer penalised", "peer", p, "penalty", kind)
 }
 
+// Downlink estimates this host's download rate, bytes per second: the
+// best throughput measured from any peer in the last window (0: none).
+func (n *Node) Downlink(window time.Duration) float64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.scores.Best(time.Now().Add(-window))
+}
+
 // Score returns what the node knows about p's transfers.
 func (n *Node) Score(p peer.ID) PeerScore {
 	n.mu.Lock()

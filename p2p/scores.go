@@ -59,6 +59,9 @@ type PeerScore struct {
 	// Throughput is an EWMA of observed transfer rates in bytes per second
 	// (0 when unknown), from probes and real range transfers.
 	Throughput float64
+	// Probe is an EWMA of the probes' throughput samples alone (0 when
+	// unknown): the ceiling transfers' samples are held to (maxRise).
+	Probe float64
 	// RTT is an EWMA of ping round trips (0 when unknown).
 	RTT time.Duration
 	// InFlight is the number of range requests to the peer running now.
@@ -132,12 +135,34 @@ func (s *Scores) ObserveRate(p peer.ID, rate float64, now time.Time) {
 	}
 	ps := s.get(p, now)
 	ps.Measured = now
+	if ps.Probe > 0 {
+		// A transfer that landed in a burst must not lift a peer far above
+		// what probes (one stream, spaced out) measure: repeated bursts
+		// compounded the rise cap, one provider's estimate ran away, and
+		// the swarm's admission rule left its equals idle.
+		rate = min(rate, maxRise*ps.Probe)
+	}
 	if ps.Throughput == 0 {
 		ps.Throughput = rate
 		return
 	}
 	rate = min(rate, maxRise*ps.Throughput)
 	ps.Throughput += throughputWeight * (rate - ps.Throughput)
+}
+
+// ObserveProbe records a probe's throughput sample: it counts as a
+// transfer's (ObserveRate) and sets the ceiling of later ones.
+func (s *Scores) ObserveProbe(p peer.ID, rate float64, now time.Time) {
+	if rate <= 0 || math.IsInf(rate, 0) || math.IsNaN(rate) {
+		return
+	}
+	ps := s.get(p, now)
+	if ps.Probe == 0 {
+		ps.Probe = rate
+	} else {
+		ps.Probe += throughputWeight * (rate - ps.Probe)
+	}
+	s.ObserveRate(p, rate, now)
 }
 
 // ObserveRTT records a ping round trip to p.
@@ -294,6 +319,20 @@ func (s *Scores) Prior(peers []peer.ID, def Estimate) Estimate {
 		out.Throughput = tp / float64(nRate)
 	}
 	return out
+}
+
+// Best is the highest throughput measured (probe or transfer) at or
+// after since, 0 if none: each is min(the peer's uplink, this host's downlink),
+// so with one peer at least as fast as this host it is this host's
+// downlink.
+func (s *Scores) Best(since time.Time) float64 {
+	var best float64
+	for _, ps := range s.peers {
+		if !ps.Measured.Before(since) {
+			best = max(best, ps.Throughput)
+		}
+	}
+	return best
 }
 
 // Estimate returns p's RTT and throughput, prior's where unknown.

@@ -101,3 +101,29 @@ func TestScoresThroughputEWMA(t *testing.T) {
 		t.Fatal("unknown peer has a score")
 	}
 }
+
+// TestTransfersHeldToTheProbes: transfer samples far above what probes
+// measure (bursts) lift a peer's estimate to at most maxRise times its
+// probe rate however many there are; without a probe the cap compounds.
+func TestTransfersHeldToTheProbes(t *testing.T) {
+	s := NewScores()
+	t0 := time.Unix(1000, 0)
+	probed, unprobed := peer.ID("probed"), peer.ID("unprobed")
+	s.ObserveProbe(probed, 1e6, t0)
+	s.ObserveRate(unprobed, 1e6, t0)
+	for range 50 {
+		s.ObserveRate(probed, 1e9, t0)
+		s.ObserveRate(unprobed, 1e9, t0)
+	}
+	if got := s.Score(probed, t0).Throughput; got > maxRise*1e6 {
+		t.Fatalf("probed peer after 50 bursts: %.0f B/s, want at most %.0f", got, maxRise*1e6)
+	}
+	if got := s.Score(unprobed, t0).Throughput; got < 1e8 {
+		t.Fatalf("unprobed peer after 50 bursts: %.0f B/s: the cap did not compound (the test is wrong)", got)
+	}
+	// Falls are not held back.
+	s.ObserveRate(probed, 1e3, t0)
+	if got := s.Score(probed, t0).Throughput; got > 0.75*maxRise*1e6 {
+		t.Fatalf("after a slow transfer: %.0f B/s, want a fall", got)
+	}
+}
