@@ -77,15 +77,12 @@ func (l *linkClass) run(ctx context.Context) error {
 		if c == 0 || c == l.mine.Load() {
 			continue
 		}
-		if err := l.setTag(TagDownlink, strconv.FormatInt(c, 10)); err != nil {
-			if l.log != nil {
-				l.log.Warn("advertise downlink class", "err", err)
-			}
-			continue
-		}
+		// The tag is set locally even when serf times out waiting for
+		// its broadcast (a busy fleet); it spreads with later gossip.
 		l.mine.Store(c)
+		err := l.setTag(TagDownlink, strconv.FormatInt(c, 10))
 		if l.log != nil {
-			l.log.Debug("downlink class", "class", c, "bytes_per_second", int64(rate))
+			l.log.Debug("downlink class", "class", c, "bytes_per_second", int64(rate), "err", err)
 		}
 	}
 }
