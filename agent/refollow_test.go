@@ -63,6 +63,19 @@ func (c *refollowCase) follow(ctx context.Context) (*cas.Follower, error) {
 	return fl, err
 }
 
+// start creates the blob's first write and a refollower of it, closed at
+// the end of the test.
+func (c *refollowCase) start(t *testing.T) (*cas.Writer, *refollower) {
+	t.Helper()
+	w := c.create(t)
+	r, err := newRefollower(t.Context(), c.d, c.follow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return w, r
+}
+
 // readAllVerified reads r to its end and waits for its verification.
 func readAllVerified(ctx context.Context, r *refollower) ([]byte, error) {
 	b, err := io.ReadAll(r)
@@ -77,12 +90,7 @@ func readAllVerified(ctx context.Context, r *refollower) ([]byte, error) {
 // and serves the blob from the write that replaces it (the origin read).
 func TestRefollowerFollowsTheNextWrite(t *testing.T) {
 	c := newRefollowCase(t)
-	w1 := c.create(t)
-	r, err := newRefollower(t.Context(), c.d, c.follow)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	w1, r := c.start(t)
 	w1.Abort(errors.New("no provider could serve"))
 	b, err := readAllVerified(t.Context(), r)
 	if err != nil {
@@ -100,12 +108,7 @@ func TestRefollowerFollowsTheNextWrite(t *testing.T) {
 // first Read) continues from its offset on the new write.
 func TestRefollowerKeepsARangeOffset(t *testing.T) {
 	c := newRefollowCase(t)
-	w1 := c.create(t)
-	r, err := newRefollower(t.Context(), c.d, c.follow)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	w1, r := c.start(t)
 	const off = 1000
 	if _, err := r.Seek(off, io.SeekStart); err != nil {
 		t.Fatal(err)
