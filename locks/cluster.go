@@ -122,6 +122,10 @@ type Cluster struct {
 	logger  *slog.Logger
 	changes notifier
 
+	// advertising serializes serf.SetTags, which is not safe to call
+	// concurrently, and keeps a stale set from overwriting a newer one.
+	advertising sync.Mutex
+
 	mu      sync.Mutex
 	serf    *serf.Serf
 	members []Member
@@ -189,15 +193,25 @@ func (c *Cluster) SetTag(key, value string) error {
 		c.tags = make(map[string]string)
 	}
 	c.tags[key] = value
+	c.mu.Unlock()
+	if err := c.advertise(); err != nil {
+		return fmt.Errorf("set tag %s: %w", key, err)
+	}
+	return nil
+}
+
+// advertise sends the local member's current tags through serf, if it
+// runs, one call at a time.
+func (c *Cluster) advertise() error {
+	c.advertising.Lock()
+	defer c.advertising.Unlock()
+	c.mu.Lock()
 	s, tags := c.serf, c.configured().Tags
 	c.mu.Unlock()
 	if s == nil {
 		return nil
 	}
-	if err := s.SetTags(tags); err != nil {
-		return fmt.Errorf("set tag %s: %w", key, err)
-	}
-	return nil
+	return s.SetTags(tags)
 }
 
 // Members returns every known member, sorted by name; empty before Run.
@@ -324,9 +338,8 @@ func (c *Cluster) Run(ctx context.Context) error {
 			warmup = nil
 			c.mu.Lock()
 			c.warm = true
-			tags := c.configured().Tags
 			c.mu.Unlock()
-			if err := s.SetTags(tags); err != nil {
+			if err := c.advertise(); err != nil {
 				c.logger.Warn("advertise proxy eligibility", "err", err)
 			}
 		case e := <-events:
