@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -216,33 +214,4 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestSetTagConcurrently: SetTag may be called from several goroutines,
-// and while the cluster advertises proxy eligibility after its warm-up;
-// serf's SetTags is not safe for that, so the cluster serializes it (the
-// race detector found it in the agent). Every member sees the last tag.
-func TestSetTagConcurrently(t *testing.T) {
-	t.Parallel()
-	var mn MemoryNetwork
-	a := startSerfNode(t, &mn, "a", "g", 0, nil, nil, func(c *Config) { c.ProxyWarmup = 50 * time.Millisecond })
-	b := startSerfNode(t, &mn, "b", "g", 0, []string{a.transport.Addr()}, nil, nil)
-	t.Cleanup(func() { b.stop(false); a.stop(false) })
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Go(func() {
-			for j := range 5 {
-				_ = a.cluster.SetTag(fmt.Sprintf("test.k%d", i), strconv.Itoa(j))
-			}
-		})
-	}
-	wg.Wait()
-	waitFor(t, 20*time.Second, "b to see a's last tags", func() bool {
-		for _, m := range b.cluster.Members() {
-			if m.Name == "a" && m.Tags["test.k7"] == "4" && m.Tags["test.k0"] == "4" {
-				return true
-			}
-		}
-		return false
-	})
 }
