@@ -406,11 +406,16 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 	}
 	// soonest is when any holder, free or not, could deliver the chunk:
 	// a holder far slower than that is not worth a request (waiting for a
-	// fast one finishes sooner), as the scored download's Admit rule.
+	// fast one finishes sooner), as the scored download's Admit rule. A
+	// provider that has not said yet what it holds counts as a holder: at
+	// the start of a download the first answer may come from a slow
+	// provider, which must not take chunks that a fast one, answering a
+	// moment later, would deliver sooner (it then holds its requests for
+	// the rest of a short download).
 	soonest := func(off, end int64) float64 {
 		best := math.Inf(1)
-		for _, sp := range usable {
-			if holds(sp.have, off, end) {
+		for _, sp := range peers {
+			if sp.fails < maxSwarmFails && (sp.have == nil || holds(sp.have, off, end)) {
 				best = min(best, sp.est.Time(chunkSize).Seconds()*float64(1+sp.inflight))
 			}
 		}
