@@ -47,10 +47,8 @@ func pushReplicated(t *testing.T, a *testAgent, repo string, b []byte, d digest.
 	}
 	// The outbox counts the item done a moment before the cache marks the
 	// blob replicated (CI saw State local right after Pending reached 0).
-	var info cas.Info
-	var err error
 	waitFor(t, "replication", 30*time.Second, func() bool {
-		info, err = a.cas.Stat(t.Context(), d)
+		info, err := a.cas.Stat(t.Context(), d)
 		return a.status().OutboxPending == 0 && err == nil && info.State == cas.StateReplicated
 	})
 }
