@@ -26,11 +26,22 @@ import (
 // agent's New.
 func startSerfFleet(t *testing.T, origin string, groups []string, opts ...Option) []*testAgent {
 	t.Helper()
+	return startSerfFleetEach(t, origin, groups, nil, opts...)
+}
+
+// startSerfFleetEach is startSerfFleet with more options for some agents:
+// each(i) is added to agent i's.
+func startSerfFleetEach(t *testing.T, origin string, groups []string, each func(i int) []Option, opts ...Option) []*testAgent {
+	t.Helper()
 	fleet := make([]*testAgent, len(groups))
 	begin := time.Now()
 	defer func() { t.Logf("fleet of %d ready in %s", len(groups), time.Since(begin).Round(time.Millisecond)) }()
 	for i, g := range groups {
-		fleet[i] = startAgentWith(t, origin, opts, func(c *config.Config) {
+		o := opts
+		if each != nil {
+			o = append(slices.Clone(opts), each(i)...)
+		}
+		fleet[i] = startAgentWith(t, origin, o, func(c *config.Config) {
 			c.NodeName = fmt.Sprintf("node-%02d", i)
 			c.Group = g
 			if i > 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/shoal-dev/shoal/cas"
 	"github.com/shoal-dev/shoal/cas/objstore"
 	"github.com/shoal-dev/shoal/cas/objstore/filestore"
+	"github.com/shoal-dev/shoal/p2p"
 )
 
 // pacedStore is an object store whose reads of one key arrive at rate
@@ -144,6 +145,10 @@ func pullBlob(ctx context.Context, a *testAgent, d digest.Digest) (r pullResult)
 // receive ranges of it from each other, not only from A. The origin is
 // read once, by A; every pull is byte-identical.
 //
+// A's uplink carries twice the origin's rate (uplinkHost), as a NIC
+// would: on bare loopback A is an infinitely fast source, B–F have no
+// reason to trade, and the early share was noise (9–23%).
+//
 // The origin hands out the blob at swarmOriginRate and holds its last
 // sixteenth back until the test has read the counters, so "before A
 // committed" is an ordering, not a timing. The blob is 512 MiB
@@ -168,7 +173,15 @@ func TestSwarmSixAgents(t *testing.T) {
 	}
 	origin := newPacedStore(fs, objstore.BlobKey(d), size, swarmOriginRate, size/16)
 	t.Cleanup(origin.open) // never leave a reader at the gate
-	fleet := startSerfFleet(t, dir, []string{"a", "a", "a", "a", "a", "a"}, WithOriginStore(origin))
+	// A's uplink carries twice what the origin sends it: a real NIC, so
+	// that B–F, at the origin's pace together, cannot all be served by A.
+	fleet := startSerfFleetEach(t, dir, []string{"a", "a", "a", "a", "a", "a"}, func(i int) []Option {
+		if i > 0 {
+			return nil
+		}
+		up := newUplinkHost(t, 2*swarmOriginRate)
+		return []Option{WithP2PConfig(func(c *p2p.Config) { c.Host = up })}
+	}, WithOriginStore(origin))
 	names := "ABCDEF"
 	a, rest := fleet[0], fleet[1:]
 

@@ -68,6 +68,9 @@ type swarmPeer struct {
 	fails     int
 	asking    bool // a HEAD is running
 	asked     time.Time
+	// first: one of the providers the download started with, whose first
+	// answer is still awaited (see pickChunk's soonest).
+	first bool
 }
 
 type swarmEvent struct {
@@ -170,7 +173,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				continue
 			}
 			n.addProviderAddrs([]peer.AddrInfo{ai})
-			sp := &swarmPeer{ai: ai}
+			sp := &swarmPeer{ai: ai, first: !named}
 			if named {
 				sp.asked = now
 			}
@@ -304,7 +307,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				refreshing, lastRefresh = false, time.Now()
 				add(ev.provs, true)
 			case evHead:
-				sp.asking = false
+				sp.asking, sp.first = false, false
 				switch {
 				case errors.Is(ev.err, ErrNotFound):
 					// Nothing there yet: a lock holder that is still
@@ -407,15 +410,17 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 	// soonest is when any holder, free or not, could deliver the chunk:
 	// a holder far slower than that is not worth a request (waiting for a
 	// fast one finishes sooner), as the scored download's Admit rule. A
-	// provider that has not said yet what it holds counts as a holder: at
-	// the start of a download the first answer may come from a slow
-	// provider, which must not take chunks that a fast one, answering a
-	// moment later, would deliver sooner (it then holds its requests for
-	// the rest of a short download).
+	// provider the download started with that has not answered yet counts
+	// as a holder: the first answer may come from a slow provider, which
+	// must not take chunks that a fast one, answering a moment later,
+	// would deliver sooner (it then holds its requests for the rest of a
+	// short download). Peers learned later (exchange, DHT) do not: most
+	// are downloaders holding little, and counting them would leave the
+	// chunks that only they could pass on to the origin reader.
 	soonest := func(off, end int64) float64 {
 		best := math.Inf(1)
 		for _, sp := range peers {
-			if sp.fails < maxSwarmFails && (sp.have == nil || holds(sp.have, off, end)) {
+			if sp.fails < maxSwarmFails && ((sp.have == nil && sp.first) || holds(sp.have, off, end)) {
 				best = min(best, sp.est.Time(chunkSize).Seconds()*float64(1+sp.inflight))
 			}
 		}
