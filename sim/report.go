@@ -21,6 +21,7 @@ type strategyRun struct {
 	lockWaits   lockWaits
 	notes       []string
 	sched       *SchedLatency
+	cpu         *CPUUse
 }
 
 // lockWaits sums origin-lock waits.
@@ -70,6 +71,8 @@ type StrategyReport struct {
 	// SchedLatency is how long goroutines waited for a CPU during the
 	// schedule (all agents share the simulator's cores).
 	SchedLatency *SchedLatency `json:"sched_latency_seconds,omitempty"`
+	// CPUSeconds is the processor time of the schedule (all agents).
+	CPUSeconds *CPUUse `json:"cpu_seconds,omitempty"`
 	// Failures lists every failed pull and why.
 	Failures []PullFailure `json:"failures,omitempty"`
 	Notes    []string      `json:"notes,omitempty"`
@@ -117,7 +120,7 @@ func (r *Report) add(strategy string, run *strategyRun) {
 	scale := int64(r.Scale)
 	sr := &StrategyReport{Pulls: len(run.pulls), OriginBytes: run.originBytes * scale, OriginReads: run.originReads,
 		PeerBytes: run.peerBytes * scale, LockWaits: run.lockWaits, WallSeconds: run.wall.Seconds(), Notes: run.notes,
-		SchedLatency: run.sched}
+		SchedLatency: run.sched, CPUSeconds: run.cpu}
 	if r.ImageBytes > 0 {
 		sr.OriginMultiple = float64(sr.OriginBytes) / float64(r.ImageBytes)
 	}

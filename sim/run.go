@@ -110,7 +110,7 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 
 	var st runState
 	var work sync.WaitGroup
-	sched := schedCounts()
+	sched, cpu := schedCounts(), readCPU()
 	start := time.Now()
 	stopProgress := make(chan struct{})
 	var progressDone sync.WaitGroup
@@ -159,11 +159,13 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 	}
 	run := &strategyRun{wall: time.Since(start), originBytes: f.origin.bytes.Load(), originReads: f.origin.reads.Load(),
 		peerBytes: f.peerBytes(), lockWaits: f.lockWaits(ctx)}
+	use := cpuSince(cpu)
+	run.cpu = &use
 	if lat, ok := schedSince(sched); ok {
 		run.sched = &lat
 		if lat.P99 > starvedLatency.Seconds() {
-			st.note("CPU-starved: goroutines waited %.1f ms for a CPU at the 99th percentile (p50 %.3f ms); every message between agents was delayed about that much per hop, so times here overstate what a fleet of real hosts would see",
-				1000*lat.P99, 1000*lat.P50)
+			st.note("CPU-starved: goroutines waited %.1f ms for a CPU at the 99th percentile (p50 %.3f ms), the agents used %.0f of the %.0f CPU-seconds this machine had (%.0f in GC); every message between agents was delayed about that much per hop, so times here overstate what a fleet of real hosts would see",
+				1000*lat.P99, 1000*lat.P50, use.Busy, use.Available, use.GC)
 		}
 	}
 	st.mu.Lock()

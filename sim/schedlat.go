@@ -2,7 +2,9 @@ package sim
 
 import (
 	"math"
+	"runtime"
 	"runtime/metrics"
+	"syscall"
 	"time"
 )
 
@@ -71,4 +73,43 @@ func histQuantile(counts []uint64, buckets []float64, total uint64, q float64) f
 		}
 	}
 	return buckets[len(buckets)-1]
+}
+
+// CPUUse is the processor time the process spent during a strategy's
+// schedule: Busy (user and system time) of Available CPU-seconds
+// (GOMAXPROCS × wall time), GC of them in the garbage collector (the
+// runtime's estimate). A run whose Busy nears Available is bound by this
+// machine, not by its links.
+type CPUUse struct {
+	Busy      float64 `json:"busy"`
+	GC        float64 `json:"gc"`
+	Available float64 `json:"available"`
+}
+
+// cpuReading is a point to measure CPU use from.
+type cpuReading struct {
+	at   time.Time
+	busy float64 // user and system CPU-seconds
+	gc   float64
+}
+
+func readCPU() cpuReading {
+	r := cpuReading{at: time.Now()}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		r.busy = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindFloat64 {
+		r.gc = s[0].Value.Float64()
+	}
+	return r
+}
+
+// cpuSince returns the CPU use since before.
+func cpuSince(before cpuReading) CPUUse {
+	after := readCPU()
+	return CPUUse{Busy: after.busy - before.busy, GC: after.gc - before.gc,
+		Available: after.at.Sub(before.at).Seconds() * float64(runtime.GOMAXPROCS(0))}
 }
