@@ -44,7 +44,7 @@ func (f *fetcher) fromSwarm(ctx context.Context, d digest.Digest, size int64, w 
 	f.pulls.fromPeers(d, st.BytesByPeer)
 	if err == nil {
 		if _, err = w.Commit(ctx); err == nil {
-			f.log.Debug("fetched from the swarm", "digest", d, "requests", st.Requests, "hedges", st.Hedges, "busy", st.Busy, "heads", st.Heads, "idle", st.Idle, "transfer", st.Transfer, "bytes_by_peer", st.BytesByPeer)
+			f.log.Debug("fetched from the swarm", "digest", d, "requests", st.Requests, "hedges", st.Hedges, "busy", st.Busy, "busy_range", st.BusyRange, "heads", st.Heads, "idle", st.Idle, "transfer", st.Transfer, "bytes_by_peer", st.BytesByPeer)
 			return nil
 		}
 	}

@@ -301,6 +301,22 @@ func (f *Follower) Held() [][2]int64 {
 	return out
 }
 
+// Changes returns a channel closed at the blob's next change (bytes
+// written, committed, or the write failed); nil once nothing will change
+// (committed, or opened after the commit). Take it before reading the
+// state (Held) so that no change between the two is missed.
+func (f *Follower) Changes() <-chan struct{} {
+	if f.w == nil {
+		return nil
+	}
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	if f.w.state == stateCommitted || f.w.state == stateFailed {
+		return nil
+	}
+	return f.w.wait()
+}
+
 // Close releases the follower.
 func (f *Follower) Close() error {
 	var err error

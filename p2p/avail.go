@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/opencontainers/go-digest"
@@ -30,10 +31,29 @@ const (
 	// HeaderHeldOnly on a request asks for 416 (with Shoal-Have) instead
 	// of a wait when the peer does not hold the whole range yet.
 	HeaderHeldOnly = "Shoal-Held-Only"
+	// HeaderWant, on a HEAD, lists the ranges (as HeaderHave) the asker
+	// still needs: a provider that holds none of them whole yet waits up
+	// to longPollWait for its download to bring one before it answers, so
+	// swarm downloaders hear of new chunks when they land instead of
+	// asking again and again.
+	HeaderWant = "Shoal-Want"
+	// HeaderBusy says why a 503 answer was busy: BusyRange when the range
+	// asked for is going out to another peer (this host serves other
+	// ranges), BusySlots when every upload slot is taken.
+	HeaderBusy = "Shoal-Busy"
 )
 
 // ErrBusy is returned (as 503) when every upload slot is taken.
 var ErrBusy = errors.New("p2p: every upload slot is taken; try another peer")
+
+// errRangeBusy is ErrBusy for one range: it is going out to another peer.
+var errRangeBusy = fmt.Errorf("%w (this range is going out to another peer now; ask it later)", ErrBusy)
+
+// Values of HeaderBusy.
+const (
+	BusyRange = "range"
+	BusySlots = "slots"
+)
 
 // errNotHeld is returned (as 416) for a Shoal-Held-Only request of a range
 // the peer does not hold yet.
@@ -59,13 +79,25 @@ func (a Availability) Complete() bool { return a.Available >= a.Size }
 // Busy reports whether the provider has no free upload slot.
 func (a Availability) Busy() bool { return a.Slots > 0 && a.Uploaders >= a.Slots }
 
+// longPollWait bounds how long a provider holds a HEAD with HeaderWant.
+const longPollWait = time.Second
+
 // Availability asks p how much of d it holds and how loaded it is.
 func (n *Node) Availability(ctx context.Context, p peer.AddrInfo, d digest.Digest) (Availability, error) {
+	return n.availability(ctx, p, d, nil)
+}
+
+// availability is Availability; with want, p answers once it holds one
+// of those ranges whole, or after longPollWait (HeaderWant).
+func (n *Node) availability(ctx context.Context, p peer.AddrInfo, d digest.Digest, want [][2]int64) (Availability, error) {
 	a := Availability{Peer: p}
 	n.addProviderAddrs([]peer.AddrInfo{p}) // the request dials p by its ID
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, blobURL(p.ID, d), nil)
 	if err != nil {
 		return a, fmt.Errorf("availability of %s on %s: %w", d, p.ID, err)
+	}
+	if len(want) > 0 {
+		req.Header.Set(HeaderWant, formatHave(want))
 	}
 	resp, err := n.client.Do(req)
 	if err != nil {
@@ -153,6 +185,39 @@ func availableOf(rc any, size int64) (int64, [][2]int64) {
 		return avail, h.Held()
 	}
 	return avail, [][2]int64{{0, avail}}
+}
+
+// awaitWanted waits until the blob being served (rc) holds one of the
+// ranges in want whole, is complete, can change no more, or wait passed.
+func awaitWanted(ctx context.Context, rc any, size int64, want [][2]int64, wait time.Duration) {
+	ch, ok := rc.(interface{ Changes() <-chan struct{} })
+	if !ok || len(want) == 0 {
+		return
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		changed := ch.Changes()
+		if changed == nil {
+			return
+		}
+		_, have := availableOf(rc, size)
+		if have == nil {
+			return
+		}
+		for _, r := range want {
+			if holds(have, r[0], r[1]) {
+				return
+			}
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // maxHaveRanges bounds the ranges a Shoal-Have header may list.

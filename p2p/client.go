@@ -51,6 +51,7 @@ const maxErrorBody = 4 << 10
 // statusError is an unexpected response status from a peer.
 type statusError struct {
 	code int
+	busy string // HeaderBusy of a 503
 }
 
 func (e *statusError) Error() string { return "peer answered " + http.StatusText(e.code) }
@@ -69,7 +70,7 @@ func checkStatus(resp *http.Response, d digest.Digest, want ...int) error {
 	if resp.StatusCode == http.StatusNotFound {
 		return fmt.Errorf("%s: %w", d, ErrNotFound)
 	}
-	return fmt.Errorf("%s: %w", d, &statusError{code: resp.StatusCode})
+	return fmt.Errorf("%s: %w", d, &statusError{code: resp.StatusCode, busy: resp.Header.Get(HeaderBusy)})
 }
 
 // Stat asks p for the size of d (HEAD). The error wraps ErrNotFound when p

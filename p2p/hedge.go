@@ -114,7 +114,7 @@ func hedgeHolder(peers map[peer.ID]*swarmPeer, off, end int64, perPeer int, not 
 	var bestCost float64
 	ties := 0
 	for id, sp := range peers {
-		if id == not || sp.fails >= maxSwarmFails || sp.inflight >= perPeer || now.Before(sp.busyUntil) || !holds(sp.have, off, end) {
+		if id == not || sp.fails >= maxSwarmFails || sp.inflight >= perPeer || now.Before(sp.busyUntil) || !holds(sp.have, off, end) || sp.refuses(off, now) {
 			continue
 		}
 		switch k := hedgeCost(sp); {

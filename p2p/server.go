@@ -85,6 +85,13 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer rc.Close()
 
+	if v := r.Header.Get(HeaderWant); v != "" && r.Method == http.MethodHead {
+		want, err := parseHave(v, size)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", errBadRequest, HeaderWant, err)
+		}
+		awaitWanted(r.Context(), rc, size, want, longPollWait)
+	}
 	off, length, partial, err := parseRange(r.Header.Get("Range"), size)
 	if err != nil {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
@@ -116,11 +123,13 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 			return errNotHeld // the swarm asks elsewhere rather than wait here
 		}
 		if !n.spread.take(d, off) {
-			return ErrBusy // it is going out to two peers now: ask them later
+			h.Set(HeaderBusy, BusyRange)
+			return errRangeBusy // it is going out to a peer now: ask it later
 		}
 		defer n.spread.done(d, off)
 	}
 	if !n.slots.take(r.RemoteAddr) {
+		h.Set(HeaderBusy, BusySlots)
 		return ErrBusy
 	}
 	defer n.slots.release(r.RemoteAddr)

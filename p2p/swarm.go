@@ -43,8 +43,10 @@ type SwarmStats struct {
 	Bytes       int64
 	BytesByPeer map[peer.ID]int64
 	Requests    int
-	// Busy counts requests a provider refused for lack of an upload slot.
-	Busy int
+	// Busy counts requests a provider refused: for lack of an upload
+	// slot, or (BusyRange of them) because the chunk was going out to
+	// another peer.
+	Busy, BusyRange int
 	// Heads counts availability requests; Idle is the time spent with no
 	// request in flight (waiting for a provider to hold a needed chunk);
 	// Transfer sums the durations of the successful chunk requests.
@@ -71,6 +73,30 @@ type swarmPeer struct {
 	// first: one of the providers the download started with, whose first
 	// answer is still awaited (see pickChunk's soonest).
 	first bool
+	// refused: chunks (by offset) it said it was sending to another peer,
+	// and until when not to ask it for them again.
+	refused map[int64]time.Time
+}
+
+// refuses reports whether sp recently said the chunk at off was going out
+// to another peer (and the time it gave that peer has not passed).
+func (sp *swarmPeer) refuses(off int64, now time.Time) bool {
+	until, ok := sp.refused[off]
+	if ok && !now.Before(until) {
+		delete(sp.refused, off)
+		return false
+	}
+	return ok
+}
+
+// refuse notes that sp is sending the chunk at off to another peer: it
+// is not asked for it again for about the time that send takes.
+func (sp *swarmPeer) refuse(off int64, chunkSize int64, now time.Time) {
+	if sp.refused == nil {
+		sp.refused = make(map[int64]time.Time)
+	}
+	wait := min(max(sp.est.Time(chunkSize), 20*time.Millisecond), 500*time.Millisecond)
+	sp.refused[off] = now.Add(wait/2 + rand.N(wait))
 }
 
 type swarmEvent struct {
@@ -97,6 +123,28 @@ const maxSwarmFails = 3
 // headEvery is how often, while request slots are free, a download asks
 // the two providers whose news is oldest what they hold now.
 const headEvery = 100 * time.Millisecond
+
+// maxAsking bounds the availability questions one download has open at
+// once (most wait at the provider for news: HeaderWant).
+const maxAsking = 3
+
+// wanted returns the byte ranges of the chunks neither done nor in flight,
+// one per chunk (a provider answers when it holds any one of them whole),
+// at most maxHaveRanges.
+func wanted(done, inflight []bool, chunkSize, size int64) [][2]int64 {
+	var out [][2]int64
+	for c := range done {
+		if done[c] || inflight[c] {
+			continue
+		}
+		if len(out) == maxHaveRanges {
+			break
+		}
+		off := int64(c) * chunkSize
+		out = append(out, [2]int64{off, min(off+chunkSize, size)})
+	}
+	return out
+}
 
 // maxSwarmPeers bounds the providers one download keeps track of.
 const maxSwarmPeers = 64
@@ -185,14 +233,21 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		}
 	}
 	add(provs, false)
+	// head asks sp what it holds. A provider already heard from is asked
+	// for the chunks still needed (HeaderWant): it answers when it has
+	// one, or after longPollWait, so news costs one question, not many.
 	head := func(sp *swarmPeer, now time.Time) {
 		sp.asking, sp.asked = true, now
 		st.Heads++
 		running++
+		var want [][2]int64
+		if sp.have != nil {
+			want = wanted(done, inflight, opts.ChunkSize, size)
+		}
 		go func() {
 			hctx, hcancel := context.WithTimeout(ctx, 3*time.Second)
 			defer hcancel()
-			a, err := n.Availability(hctx, sp.ai, d)
+			a, err := n.availability(hctx, sp.ai, d, want)
 			events <- swarmEvent{kind: evHead, p: sp.ai.ID, have: a.Have, load: a.Uploaders, provs: a.Peers, err: err}
 		}()
 	}
@@ -271,7 +326,13 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		// queue at them).
 		if active < opts.Streams && now.Sub(lastHeads) >= headEvery {
 			lastHeads = now
-			for range 2 {
+			asking := 0
+			for _, sp := range peers {
+				if sp.asking {
+					asking++
+				}
+			}
+			for range min(2, maxAsking-asking) {
 				var oldest *swarmPeer
 				for _, sp := range peers {
 					if sp.fails < maxSwarmFails && !sp.asking && !holds(sp.have, 0, size) &&
@@ -349,6 +410,12 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				case errors.As(ev.err, &busy) && busy.code == http.StatusRequestedRangeNotSatisfiable:
 					// Not held after all (the answer said what is): ask again.
 					n.log.Debug("swarm range not held", "digest", d, "peer", ev.p, "chunk", ev.chunk, "have", ev.have, "err", ev.err)
+				case errors.As(ev.err, &busy) && busy.code == http.StatusServiceUnavailable && busy.busy == BusyRange:
+					// That chunk is going out to another peer; the
+					// provider is free for other chunks.
+					st.Busy++
+					st.BusyRange++
+					sp.refuse(int64(ev.chunk)*opts.ChunkSize, opts.ChunkSize, time.Now())
 				case errors.As(ev.err, &busy) && (busy.code == http.StatusServiceUnavailable || busy.code == http.StatusTooManyRequests):
 					st.Busy++
 					sp.busyUntil = time.Now().Add(20*time.Millisecond + rand.N(60*time.Millisecond))
@@ -457,7 +524,7 @@ func pickChunk(peers map[peer.ID]*swarmPeer, done, inflight []bool, chunkSize, s
 		var holder *swarmPeer
 		var hc float64
 		for _, sp := range eligible {
-			if !holds(sp.have, off, end) {
+			if !holds(sp.have, off, end) || sp.refuses(off, now) {
 				continue
 			}
 			count++
@@ -551,3 +618,4 @@ func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, 
 	}
 	return got, news, nil
 }
+

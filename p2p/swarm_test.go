@@ -17,16 +17,21 @@ import (
 // partialSource serves one blob of which only some ranges are present, as
 // a host that is still downloading it does.
 type partialSource struct {
-	mu   sync.Mutex
-	d    digest.Digest
-	blob []byte
-	have [][2]int64
+	mu      sync.Mutex
+	d       digest.Digest
+	blob    []byte
+	have    [][2]int64
+	changed chan struct{} // closed by the next set
 }
 
 func (s *partialSource) set(have ...[2]int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.have = have
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 }
 
 func (s *partialSource) OpenBlob(_ context.Context, d digest.Digest) (io.ReadSeekCloser, int64, error) {
@@ -42,6 +47,16 @@ type partialReader struct {
 }
 
 func (r *partialReader) Close() error { return nil }
+
+// Changes is cas.Follower's: closed at the next set.
+func (r *partialReader) Changes() <-chan struct{} {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
+	if r.s.changed == nil {
+		r.s.changed = make(chan struct{})
+	}
+	return r.s.changed
+}
 
 func (r *partialReader) Held() [][2]int64 {
 	r.s.mu.Lock()
@@ -148,5 +163,87 @@ func TestSwarmFromPartialPeers(t *testing.T) {
 	_, err = me.Swarm(ctx, d, int64(len(blob)), []peer.AddrInfo{{ID: pa.ID(), Addrs: pa.Host().Addrs()}, {ID: pb.ID(), Addrs: pb.Host().Addrs()}}, newMemFile(int64(len(blob))), SwarmOptions{ChunkSize: 64 << 10, GiveUp: time.Second})
 	if !errors.Is(err, ErrNoProviders) {
 		t.Fatalf("Swarm with a hole = %v; want ErrNoProviders", err)
+	}
+}
+
+// TestAvailabilityWaitsForWanted: a HEAD naming the ranges the asker
+// still needs (HeaderWant) is answered when the provider gets one of them,
+// with what it holds then; a range that never comes is answered after
+// longPollWait; a question without HeaderWant is answered at once.
+func TestAvailabilityWaitsForWanted(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	blob, d, half, a, _ := halfHolders(11)
+	size := int64(len(blob))
+	nodes := startFleet(t, 2, testConfig(), nil, a)
+	me, pa := nodes[0], nodes[1]
+	ai := peer.AddrInfo{ID: pa.ID(), Addrs: pa.Host().Addrs()}
+
+	// Without HeaderWant: what it holds now.
+	got, err := me.Availability(ctx, ai, d)
+	if err != nil || len(got.Have) != 1 || got.Have[0] != [2]int64{0, half} {
+		t.Fatalf("Availability = %v, %v; want [0 %d]", got.Have, err, half)
+	}
+
+	// Wanted: the second half's first 64 KiB. The provider gets 32 KiB
+	// of it (not whole: no answer yet), then all of it.
+	want := [][2]int64{{half, half + 64<<10}}
+	type answer struct {
+		a   Availability
+		err error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		a, err := me.availability(ctx, ai, d, want)
+		ch <- answer{a, err}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	a.set([2]int64{0, half + 32<<10})
+	select {
+	case r := <-ch:
+		t.Fatalf("answered %v (%v) before holding a wanted range whole", r.a.Have, r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	a.set([2]int64{0, half + 64<<10})
+	r := <-ch
+	if r.err != nil || len(r.a.Have) != 1 || r.a.Have[0] != [2]int64{0, half + 64<<10} {
+		t.Fatalf("long poll = %v, %v; want [0 %d]", r.a.Have, r.err, half+64<<10)
+	}
+
+	// A wanted range that never comes: the answer comes after the wait.
+	start := time.Now()
+	got, err = me.availability(ctx, ai, d, [][2]int64{{size - 1000, size}})
+	if err != nil || got.Have[0] != [2]int64{0, half + 64<<10} {
+		t.Fatalf("long poll for nothing = %v, %v", got.Have, err)
+	}
+	if took := time.Since(start); took < longPollWait/2 {
+		t.Fatalf("long poll for a range that never came answered after %s; want about %s", took, longPollWait)
+	}
+}
+
+// TestPickChunkSkipsRefused: a provider that said a chunk was going out
+// to another peer is not asked for it again until the time it was given
+// passes; its other chunks are asked for meanwhile.
+func TestPickChunkSkipsRefused(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	const chunk, size = 10, 20
+	a := &swarmPeer{ai: peer.AddrInfo{ID: "a"}, have: [][2]int64{{0, size}}, est: Estimate{RTT: time.Millisecond, Throughput: 1e6}}
+	peers := hedgePeers(a)
+	done, inflight := make([]bool, 2), make([]bool, 2)
+	a.refuse(0, chunk, now)
+	for range 20 {
+		if c, sp := pickChunk(peers, done, inflight, chunk, size, 8, true, false, now); c != 1 || sp != a {
+			t.Fatalf("picked chunk %d from %v; want chunk 1 (chunk 0 was refused)", c, sp)
+		}
+	}
+	inflight[1] = true
+	if c, sp := pickChunk(peers, done, inflight, chunk, size, 8, true, false, now); sp != nil {
+		t.Fatalf("picked chunk %d with the only other chunk refused", c)
+	}
+	later := now.Add(time.Second)
+	if c, sp := pickChunk(peers, done, inflight, chunk, size, 8, true, false, later); c != 0 || sp != a {
+		t.Fatalf("a second later: picked chunk %d from %v; want chunk 0 from a", c, sp)
 	}
 }
