@@ -55,7 +55,13 @@ func (s *Store) Follow(ctx context.Context, d digest.Digest) (*Follower, error) 
 	w := s.writers[d]
 	s.mu.Unlock()
 	if w != nil {
-		return w.follow(ctx)
+		fl, err := w.follow(ctx)
+		if !errors.Is(err, ErrWriteFailed) {
+			return fl, err
+		}
+		// A failed write wakes its followers before it leaves the map: to
+		// one of them following the blob again, the digest is free (not
+		// found), so it waits for the next write instead of failing.
 	}
 	// A writer leaves the map only after its blob is in the index, so a
 	// blob missing here is neither being written nor committed.

@@ -526,3 +526,28 @@ func TestFollowersShareTheWritersDescriptor(t *testing.T) {
 		t.Errorf("writer's file still open: %v", err)
 	}
 }
+
+// TestFollowAfterAFailedWrite: a failed write wakes its followers before it
+// leaves the writers' map. A follower that follows the blob again in that
+// window finds it not there (ErrNotFound: the digest is free for the next
+// write), not the failed write (agent's refollower, TestPullOutlivesAFailedSwarm).
+func TestFollowAfterAFailedWrite(t *testing.T) {
+	t.Parallel()
+	s, _ := newTestStore(t, DefaultConfig(t.TempDir()))
+	b, d := blobOf(2, 1000)
+	w, err := s.Create(t.Context(), d, int64(len(b)), WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The window: failed, still in the map.
+	w.mu.Lock()
+	w.state, w.err = stateFailed, errAborted
+	w.mu.Unlock()
+	if _, err := s.Follow(t.Context(), d); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("Follow in the window = %v; want ErrNotFound", err)
+	}
+	s.mu.Lock()
+	delete(s.writers, d)
+	s.mu.Unlock()
+	w.releaseFile()
+}
