@@ -343,7 +343,21 @@ func (c *Cluster) Run(ctx context.Context) error {
 				c.logger.Warn("advertise proxy eligibility", "err", err)
 			}
 		case e := <-events:
-			if _, ok := e.(serf.MemberEvent); ok {
+			// One refresh for every member event already queued: each
+			// copies the whole member list, and a fleet's tag updates
+			// come in bursts (hundreds of members, each refreshing).
+			_, member := e.(serf.MemberEvent)
+			for more := true; more; {
+				select {
+				case e := <-events:
+					if _, ok := e.(serf.MemberEvent); ok {
+						member = true
+					}
+				default:
+					more = false
+				}
+			}
+			if member {
 				c.refresh(s)
 			}
 		}
