@@ -618,4 +618,3 @@ func (n *Node) swarmChunk(ctx context.Context, p peer.ID, d digest.Digest, off, 
 	}
 	return got, news, nil
 }
-
