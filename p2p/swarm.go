@@ -121,7 +121,7 @@ const (
 const maxSwarmFails = 3
 
 // headEvery is how often, while request slots are free, a download asks
-// the two providers whose news is oldest what they hold now.
+// the two providers whose news is oldest what they hold (see maxAsking).
 const headEvery = 100 * time.Millisecond
 
 // maxAsking bounds the availability questions one download has open at
@@ -321,9 +321,10 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			request(c, sp, now)
 		}
 		// Keep what providers hold fresh: while requests could be added,
-		// every 100ms ask the two whose news is oldest (peers learn chunks
-		// all the time; a downloader that knew only its first sources would
-		// queue at them).
+		// every 100ms ask the two whose news is oldest, with at most
+		// maxAsking questions open (peers learn chunks all the time; a
+		// downloader that knew only its first sources would queue at
+		// them). Most questions are long polls (head).
 		if active < opts.Streams && now.Sub(lastHeads) >= headEvery {
 			lastHeads = now
 			asking := 0
