@@ -77,6 +77,8 @@ type Node struct {
 	scores     *Scores
 	fetched    map[peer.ID]int64
 	slots      uploadSlots
+	rx         rateMeter    // swarm bytes received
+	pending    atomic.Int64 // swarm bytes asked for, not yet received
 	spread     spread
 	pex        pexBook
 	ids        idCache
