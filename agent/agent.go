@@ -245,7 +245,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			fetch.self = a.cluster.Self().Name
 			fetch.yield = a.isGroupProxy
 			if a.node != nil {
-				lc := &linkClass{rate: func() float64 { return a.node.Downlink(downlinkWindow) },
+				lc := &linkClass{rate: func() float64 { return a.node.Downlink(p2p.DownlinkWindow) },
 					members: a.cluster.Members, setTag: a.cluster.SetTag, log: a.log.With("part", "fetch")}
 				fetch.slow = lc.slow
 				bg.Go(func() error { return lc.run(bgCtx) })

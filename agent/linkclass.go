@@ -26,8 +26,6 @@ const (
 	// TagDownlink is the serf tag with the member's downlink class:
 	// floor(log2(bytes per second)).
 	TagDownlink = "shoal.dl"
-	// downlinkWindow is how recent the measurements behind it are.
-	downlinkWindow = 10 * time.Minute
 	// downlinkEvery is how often it is recomputed (advertised on change).
 	downlinkEvery = 5 * time.Second
 	// slowClasses: a host this many classes below the median is slow.

@@ -151,12 +151,14 @@ func wanted(done, inflight []bool, chunkSize, size int64) [][2]int64 {
 // at 70% of it or more, or the bytes it asked for and has not received
 // would take half a second or more through it.
 func (n *Node) downlinkFull(now time.Time) bool {
-	dl := n.Downlink(downlinkWindow)
+	dl := n.Downlink(DownlinkWindow)
 	return dl > 0 && (n.rx.rate(now) >= 0.7*dl || float64(n.pending.Load()) >= 0.5*dl)
 }
 
-// downlinkWindow is how recent the probe results behind Downlink are.
-const downlinkWindow = 10 * time.Minute
+// DownlinkWindow is how recent the probe results behind a host's
+// downlink (Downlink) should be: the swarm's hedging and the agent's
+// downlink class use the same.
+const DownlinkWindow = 10 * time.Minute
 
 // maxSwarmPeers bounds the providers one download keeps track of.
 const maxSwarmPeers = 64
