@@ -198,10 +198,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	life, stopFetches := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFetches()
-	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life, originSplit: a.chunkSize, pulls: a.pulls,
-		onLockWait: func(d time.Duration) { a.metrics.lockWait.Observe(d.Seconds()) },
-		onBytes:    func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
-		onFind:     func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) }}
+	fetch := &fetcher{cas: a.cas, node: a.node, log: a.log.With("part", "fetch"), life: life, originSplit: a.chunkSize, pulls: a.pulls, shun: newShunList(),
+		onLockWait:  func(d time.Duration) { a.metrics.lockWait.Observe(d.Seconds()) },
+		onBytes:     func(source string, n int64) { a.metrics.fetchBytes.WithLabelValues(source).Add(float64(n)) },
+		onFind:      func(d time.Duration) { a.metrics.dhtFind.Observe(d.Seconds()) },
+		onSwarmFail: a.metrics.swarmFailures.Inc}
 	org := &origin{store: a.store, queue: a.outbox, cas: a.cas}
 	mirrors, err := newUpstreams(a.cfg.Mirror, a.log.With("part", "upstream"))
 	if err != nil {

@@ -67,4 +67,9 @@ func TestPullOutlivesAFailedSwarm(t *testing.T) {
 	if got := puller.metric(t, `shoal_fetch_bytes_total{source="origin"}`); got < float64(len(blob)) {
 		t.Fatalf("origin bytes %v: the blob did not come from the origin", got)
 	}
+	// One swarm gave up; the fetches after it left the provider that
+	// failed out (each swarm with it costs the swarm's whole patience).
+	if got := puller.metric(t, "shoal_swarm_failures_total"); got != 1 {
+		t.Fatalf("%v swarm downloads gave up, want 1", got)
+	}
 }

@@ -49,10 +49,15 @@ type fetcher struct {
 	onBytes func(source string, n int64)
 	// onFind observes DHT provider lookups.
 	onFind func(time.Duration)
+	// onSwarmFail counts swarm downloads that gave up (nil: not counted).
+	onSwarmFail func()
 	// onLockWait observes waits for the origin fetch lock.
 	onLockWait func(time.Duration)
 	// pulls records where each fetch's bytes came from (nil: nowhere).
 	pulls *pullSources
+	// shun leaves providers that failed a blob out of its next plans
+	// (nil: none are).
+	shun *shunList
 	// originSplit is the smallest range of a blob read from the object
 	// store by a stream of its own (0: originSplit).
 	originSplit int64

@@ -20,6 +20,7 @@ type metrics struct {
 	evictions      prometheus.Counter
 	dhtFind        prometheus.Histogram
 	lockWait       prometheus.Histogram
+	swarmFailures  prometheus.Counter
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -51,7 +52,11 @@ func newMetrics(a *Agent) *metrics {
 		Help:    "Time a miss waited for its group's origin fetch lock or for the winner to appear as a provider.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 	})
-	m.reg.MustRegister(m.dhtFind, m.lockWait)
+	m.swarmFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "shoal_swarm_failures_total",
+		Help: "Swarm downloads that gave up (the fetch went on from single complete providers or the origin).",
+	})
+	m.reg.MustRegister(m.dhtFind, m.lockWait, m.swarmFailures)
 	if a.node != nil {
 		m.reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -126,5 +126,8 @@ func (f *fetcher) findProviders(ctx context.Context, d digest.Digest) []peer.Add
 	if err != nil {
 		f.log.Debug("find providers", "digest", d, "err", err)
 	}
+	if f.shun != nil {
+		provs = f.shun.filter(d, provs)
+	}
 	return provs
 }

@@ -53,6 +53,21 @@ func (f *fetcher) fromSwarm(ctx context.Context, d digest.Digest, size int64, w 
 		return fmt.Errorf("swarm: %w", err)
 	}
 	f.log.Warn("swarm fetch failed; trying complete providers one by one", "digest", d, "err", err)
+	if f.onSwarmFail != nil {
+		f.onSwarmFail()
+	}
+	if f.shun != nil {
+		// Providers that sent nothing are not asked for d again soon:
+		// neither below nor by the plans of the fetches that follow.
+		var failed []peer.ID
+		for _, p := range provs {
+			if st.BytesByPeer[p.ID] == 0 {
+				failed = append(failed, p.ID)
+			}
+		}
+		f.shun.add(d, failed...)
+		provs = f.shun.filter(d, provs)
+	}
 	srcs := f.completeSources(ctx, d, provs, false)
 	if len(srcs) == 0 {
 		return fmt.Errorf("swarm: %w", err)
