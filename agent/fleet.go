@@ -76,23 +76,39 @@ func (a *Agent) learnAddrs(id peer.ID, addrs []string) {
 	a.node.Host().Peerstore().AddAddrs(id, mas, 10*time.Minute)
 }
 
+// maxDecodedIDs bounds connectMembers' cache of decoded peer IDs.
+const maxDecodedIDs = 4096
+
 // connectMembers keeps the DHT joined to the fleet: serf membership is the
 // bootstrap list, so an agent needs one --join address, not multiaddrs.
 func (a *Agent) connectMembers(ctx context.Context) error {
 	self := a.node.ID()
+	// Member lists come whole on every change (a tag update of one member
+	// included): decode each peer ID once.
+	ids := make(map[string]peer.ID)
 	for {
 		changed := a.cluster.Changed()
 		for _, m := range a.cluster.Members() {
 			if m.Status != locks.StatusAlive || m.PeerID == "" {
 				continue
 			}
-			id, err := peer.Decode(m.PeerID)
-			if err != nil || id == self || a.node.Host().Network().Connectedness(id) == network.Connected {
+			id, ok := ids[m.PeerID]
+			if !ok {
+				var err error
+				if id, err = peer.Decode(m.PeerID); err != nil {
+					continue
+				}
+				if len(ids) >= maxDecodedIDs {
+					clear(ids)
+				}
+				ids[m.PeerID] = id
+			}
+			if id == self || a.node.Host().Network().Connectedness(id) == network.Connected {
 				continue
 			}
 			a.learnAddrs(id, m.PeerAddrs)
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err = a.node.Host().Connect(cctx, peer.AddrInfo{ID: id})
+			err := a.node.Host().Connect(cctx, peer.AddrInfo{ID: id})
 			cancel()
 			if err != nil {
 				a.log.Debug("connect to member", "member", m.Name, "err", err)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"sync"
 	"testing"
@@ -93,5 +94,31 @@ func TestLinkClassAdvertises(t *testing.T) {
 	defer mu.Unlock()
 	if len(sets) != 2 || sets[0] != "20" || sets[1] != "17" {
 		t.Fatalf("tags set %v, want [20 17]", sets)
+	}
+}
+
+// TestNextClassHysteresis: the advertised class moves only when the rate
+// leaves the current class by half a class or more.
+func TestNextClassHysteresis(t *testing.T) {
+	pow := func(x float64) float64 { return math.Exp2(x) }
+	for _, tc := range []struct {
+		name string
+		cur  int64
+		rate float64
+		want int64
+	}{
+		{"first measurement", 0, pow(20.9), 20},
+		{"unknown rate", 21, 1, 0},
+		{"just below the class", 21, pow(20.9), 21},
+		{"just above the class", 21, pow(22.1), 21},
+		{"half a class below", 21, pow(20.4), 20},
+		{"half a class above", 21, pow(22.6), 22},
+		{"far below", 21, pow(17.2), 17},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := nextClass(tc.cur, tc.rate); got != tc.want {
+				t.Fatalf("nextClass(%d, 2^%.1f) = %d, want %d", tc.cur, math.Log2(tc.rate), got, tc.want)
+			}
+		})
 	}
 }
