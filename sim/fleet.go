@@ -36,6 +36,8 @@ type fleet struct {
 	ml       *locks.MemoryNetwork
 	origin   *originNet
 	client   *http.Client
+	// dilate is the run's time dilation (Scenario.TimeDilation).
+	dilate int
 	// trace, if set, is the debug logger of the host called traceNode.
 	trace     *slog.Logger
 	traceNode string
@@ -71,25 +73,30 @@ func (n *node) running() (*agent.Agent, bool) {
 
 func newFleet(plan *Plan, strategy, dir string, log *slog.Logger) (*fleet, error) {
 	s := plan.Scenario
+	dilate := s.Dilation(strategy)
+	slow := s.Scale * dilate // bandwidths: scaled, then dilated
 	store, err := newDiskStore(filepath.Join(dir, "origin"))
 	if err != nil {
 		return nil, err
 	}
 	f := &fleet{
-		plan: plan, strategy: strategy, dir: dir, log: log,
+		plan: plan, strategy: strategy, dir: dir, log: log, dilate: dilate,
 		mn: mocknet.New(), ml: &locks.MemoryNetwork{},
-		origin: &originNet{store: store, egress: newLink(scaled(s.Links.OriginEgress, s.Scale)), latency: s.Links.OriginLatency.D()},
+		origin: &originNet{store: store, egress: newLink(scaled(s.Links.OriginEgress, slow)), latency: s.Links.OriginLatency.D() * time.Duration(dilate)},
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}},
 		cut:    map[[2]string]bool{},
 	}
 	for _, spec := range plan.Nodes {
 		f.nodes = append(f.nodes, &node{spec: spec, dir: filepath.Join(dir, spec.Name),
-			up: newLink(scaled(spec.Link, s.Scale)), down: newLink(scaled(spec.Link, s.Scale))})
+			up: newLink(scaled(spec.Link, slow)), down: newLink(scaled(spec.Link, slow))})
 	}
 	return f, nil
 }
 
 func scaled(b Bandwidth, scale int) Bandwidth { return b / Bandwidth(scale) }
+
+// dilated is d in the fleet's wall time (see Scenario.TimeDilation).
+func (f *fleet) dilated(d time.Duration) time.Duration { return d * time.Duration(f.dilate) }
 
 // node returns the node called name.
 func (f *fleet) node(name string) *node {
@@ -143,6 +150,10 @@ func (f *fleet) startAll(ctx context.Context, progress func(string)) error {
 	if f.strategy == OriginOnly {
 		return nil
 	}
+	grace := f.dilated(lockGrace)
+	if f.strategy == RandomPeer {
+		grace = 0 // no origin locks to wait for
+	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		formed, why := f.formed(ctx)
@@ -153,7 +164,7 @@ func (f *fleet) startAll(ctx context.Context, progress func(string)) error {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(lockGrace):
+			case <-time.After(grace):
 			}
 			return nil
 		}
@@ -225,7 +236,10 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 	cfg.Log.Level = "warn"
 	cfg.DrainTimeout = config.Duration(2 * time.Second)
 	// A fresh fleet: short leases keep a new proxy's grace period short.
-	cfg.Locks = config.LocksConfig{TTL: config.Duration(3 * time.Second), MaxTTL: config.Duration(5 * time.Second), Grace: config.Duration(lockGrace)}
+	// Dilated with the links: a lease lasts as long against the transfers
+	// it guards (see Scenario.TimeDilation).
+	cfg.Locks = config.LocksConfig{TTL: config.Duration(f.dilated(3 * time.Second)), MaxTTL: config.Duration(f.dilated(5 * time.Second)),
+		Grace: config.Duration(f.dilated(lockGrace))}
 	peers := f.strategy != OriginOnly
 	cfg.P2P.Enabled, cfg.Serf.Enabled = peers, peers
 	opts := []agent.Option{agent.WithOriginStore(&hostOrigin{o: f.origin, up: n.up, down: n.down})}
@@ -252,9 +266,10 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 				c.Host = sh
 				c.Download.ChunkSize = chunk
 				// Probes measure links that are scale times slower: their
-				// test downloads and byte budget shrink with them.
+				// test downloads and byte budget shrink with them (the
+				// budget, a share of the link, with dilation too).
 				c.Probe.Bytes = max(c.Probe.Bytes/int64(s.Scale), 4<<10)
-				c.Probe.ByteRate /= float64(s.Scale)
+				c.Probe.ByteRate /= float64(s.Scale * f.dilate)
 				c.Probe.OnDemandSize /= int64(s.Scale)
 				switch f.strategy {
 				case RandomPeer:
@@ -346,6 +361,7 @@ func (f *fleet) linkHosts(a, b *node, ida, idb peer.ID) error {
 	if a.spec.Group == b.spec.Group {
 		lat = f.plan.Scenario.Links.IntraGroupLatency.D()
 	}
+	lat = f.dilated(lat)
 	l.SetOptions(mocknet.LinkOptions{Latency: lat})
 	return nil
 }

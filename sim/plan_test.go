@@ -45,6 +45,8 @@ func TestScenarioErrors(t *testing.T) {
 		{"bad selector", strings.Replace(smallScenario, "nodes: [all]", "nodes: [g09-n01]", 1), `selector "g09-n01"`},
 		{"bad size", strings.Replace(smallScenario, "size: 64MiB", "size: lots", 1), `size "lots"`},
 		{"negative time", strings.Replace(smallScenario, "at: 0s", "at: -1s", 1), `duration "-1s"`},
+		{"dilation of an unknown strategy", smallScenario + "\ntime_dilation: {fastest: 2}\n", `time_dilation: strategy "fastest"`},
+		{"dilation out of range", smallScenario + "\ntime_dilation: {shoal: 0}\n", "time_dilation: shoal: 0: want 1..64"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse([]byte(c.yaml))

@@ -14,6 +14,7 @@ import (
 // strategyRun is what one strategy's fleet did (bytes simulated, unscaled).
 type strategyRun struct {
 	wall        time.Duration
+	dilation    int // pull times and lock waits are wall time ÷ dilation
 	pulls       []pullResult
 	originBytes int64
 	originReads int64
@@ -67,7 +68,11 @@ type StrategyReport struct {
 	// SlowestSpeedFraction is the slowest completed pull's average rate as
 	// a fraction of its host's link speed.
 	SlowestSpeedFraction float64 `json:"slowest_speed_fraction"`
-	WallSeconds          float64 `json:"wall_seconds"`
+	// WallSeconds is how long the schedule ran on the machine.
+	WallSeconds float64 `json:"wall_seconds"`
+	// TimeDilation: the run went this many times slower than simulated
+	// time (Scenario.TimeDilation); the times above are simulated time.
+	TimeDilation int `json:"time_dilation"`
 	// SchedLatency is how long goroutines waited for a CPU during the
 	// schedule (all agents share the simulator's cores).
 	SchedLatency *SchedLatency `json:"sched_latency_seconds,omitempty"`
@@ -120,7 +125,14 @@ func (r *Report) add(strategy string, run *strategyRun) {
 	scale := int64(r.Scale)
 	sr := &StrategyReport{Pulls: len(run.pulls), OriginBytes: run.originBytes * scale, OriginReads: run.originReads,
 		PeerBytes: run.peerBytes * scale, LockWaits: run.lockWaits, WallSeconds: run.wall.Seconds(), Notes: run.notes,
-		SchedLatency: run.sched, CPUSeconds: run.cpu}
+		SchedLatency: run.sched, CPUSeconds: run.cpu, TimeDilation: max(run.dilation, 1)}
+	dilation := float64(sr.TimeDilation)
+	sr.LockWaits.SumSeconds /= dilation
+	if sr.TimeDilation > 1 {
+		n := sr.TimeDilation
+		sr.Notes = append([]string{fmt.Sprintf("time dilated %d×: the fleet ran %d times slower than simulated time (link speeds ÷%d; latencies, the schedule and lock leases ×%d), so its agents had %d times the CPU per simulated second; times are simulated time; the agents' other timers (gossip, polls, timeouts) were not dilated",
+			n, n, n, n, n)}, sr.Notes...)
+	}
 	if r.ImageBytes > 0 {
 		sr.OriginMultiple = float64(sr.OriginBytes) / float64(r.ImageBytes)
 	}
@@ -134,7 +146,7 @@ func (r *Report) add(strategy string, run *strategyRun) {
 			sr.Failures = append(sr.Failures, PullFailure{Node: p.Node, Image: p.Image, Reason: p.Err.Error()})
 			continue
 		}
-		sec := p.Took.Seconds()
+		sec := p.Took.Seconds() / dilation
 		sr.Samples = append(sr.Samples, sec)
 		if link := r.linkOf(p.Node); link > 0 && sec > 0 {
 			frac := float64(p.Bytes*scale) / sec / link

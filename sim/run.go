@@ -131,7 +131,7 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 				}
 				started := st.started
 				st.mu.Unlock()
-				say("%5.1fs pulls %d/%d done (%d failed), origin %s, peers %s", time.Since(start).Seconds(),
+				say("%5.1fs pulls %d/%d done (%d failed), origin %s, peers %s", time.Since(start).Seconds()/float64(f.dilate),
 					done, started, failed, Bytes(f.origin.bytes.Load()*int64(sc.Scale)), Bytes(f.peerBytes()*int64(sc.Scale)))
 			}
 		}
@@ -139,33 +139,34 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 	defer func() { close(stopProgress); progressDone.Wait() }()
 
 	for _, ev := range plan.Events {
-		if d := time.Until(start.Add(ev.At)); d > 0 {
+		if d := time.Until(start.Add(f.dilated(ev.At))); d > 0 {
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-time.After(d):
 			}
 		}
-		f.apply(ctx, ev, &st, &work, time.Duration(sc.PullTimeout))
+		f.apply(ctx, ev, &st, &work, f.dilated(sc.PullTimeout.D()))
 	}
 	waited := make(chan struct{})
 	go func() { work.Wait(); close(waited) }()
 	select {
 	case <-waited:
-	case <-time.After(sc.Settle.D()):
+	case <-time.After(f.dilated(sc.Settle.D())):
 		st.note("some work was still running %s after the last event", sc.Settle.D())
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	run := &strategyRun{wall: time.Since(start), originBytes: f.origin.bytes.Load(), originReads: f.origin.reads.Load(),
+	run := &strategyRun{wall: time.Since(start), dilation: f.dilate, originBytes: f.origin.bytes.Load(), originReads: f.origin.reads.Load(),
 		peerBytes: f.peerBytes(), lockWaits: f.lockWaits(ctx)}
 	use := cpuSince(cpu)
 	run.cpu = &use
 	if lat, ok := schedSince(sched); ok {
 		run.sched = &lat
-		if lat.P99 > starvedLatency.Seconds() {
-			st.note("CPU-starved: goroutines waited %.1f ms for a CPU at the 99th percentile (p50 %.3f ms), the agents used %.0f of the %.0f CPU-seconds this machine had (%.0f in GC); every message between agents was delayed about that much per hop, so times here overstate what a fleet of real hosts would see",
-				1000*lat.P99, 1000*lat.P50, use.Busy, use.Available, use.GC)
+		// A wait of w wall seconds is w/dilation in simulated time.
+		if lat.P99/float64(f.dilate) > starvedLatency.Seconds() {
+			st.note("CPU-starved: goroutines waited %.1f ms for a CPU at the 99th percentile (p50 %.3f ms; %.1f ms of simulated time), the agents used %.0f of the %.0f CPU-seconds this machine had (%.0f in GC); every message between agents was delayed about that much per hop, so times here overstate what a fleet of real hosts would see",
+				1000*lat.P99, 1000*lat.P50, 1000*lat.P99/float64(f.dilate), use.Busy, use.Available, use.GC)
 		}
 	}
 	st.mu.Lock()

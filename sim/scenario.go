@@ -58,6 +58,22 @@ type Scenario struct {
 	// Settle is how long the run waits after the last event for pulls to
 	// end. Default: PullTimeout.
 	Settle Duration `yaml:"settle"`
+	// TimeDilation runs a strategy's fleet N times slower than simulated
+	// time (N ≥ 1, default 1): link speeds are divided by N; latencies, the
+	// schedule and the lock leases are multiplied by N; reported times are
+	// divided by N. A fleet whose agents need more CPU than the machine has
+	// (they all share its cores) so gets N times the CPU per simulated
+	// second. The agents' other timers (gossip, polls, timeouts) are not
+	// dilated: they run N times faster against the simulated clock.
+	TimeDilation map[string]int `yaml:"time_dilation"`
+}
+
+// Dilation is the time dilation of strategy's run (1: none).
+func (s *Scenario) Dilation(strategy string) int {
+	if n := s.TimeDilation[strategy]; n > 1 {
+		return n
+	}
+	return 1
 }
 
 // Links are the fleet's network.
@@ -195,6 +211,14 @@ func (s *Scenario) Validate() error {
 	for _, st := range s.Strategies {
 		if !slices.Contains(strategies, st) {
 			bad("strategy %q: want one of %s", st, strings.Join(strategies, ", "))
+		}
+	}
+	for st, n := range s.TimeDilation {
+		if !slices.Contains(strategies, st) {
+			bad("time_dilation: strategy %q: want one of %s", st, strings.Join(strategies, ", "))
+		}
+		if n < 1 || n > 64 {
+			bad("time_dilation: %s: %d: want 1..64", st, n)
 		}
 	}
 	groups := map[string]bool{}
