@@ -75,12 +75,15 @@ type Status struct {
 	Members       []Member         `json:"members,omitempty"`
 	LockOwners    []LockOwner      `json:"lock_owners,omitempty"`
 	HeldLocks     []HeldLock       `json:"held_locks"`
-	PeerID        string           `json:"peer_id,omitempty"`
-	P2PAddrs      []string         `json:"p2p_addrs,omitempty"`
-	DHTPeers      int              `json:"dht_peers"`
-	Peers         []PeerScore      `json:"peers,omitempty"`
-	Probes        int64            `json:"probes"`
-	ProbeBytes    int64            `json:"probe_bytes"`
+	// LockGraceUntil is when this host, as a lock proxy that gained lock
+	// space, starts granting locks in it again (absent: it grants now).
+	LockGraceUntil string      `json:"lock_grace_until,omitempty"`
+	PeerID         string      `json:"peer_id,omitempty"`
+	P2PAddrs       []string    `json:"p2p_addrs,omitempty"`
+	DHTPeers       int         `json:"dht_peers"`
+	Peers          []PeerScore `json:"peers,omitempty"`
+	Probes         int64       `json:"probes"`
+	ProbeBytes     int64       `json:"probe_bytes"`
 	// Fetches are the blobs being brought into the cache now, then the
 	// last ones brought, newest first, with where their bytes came from.
 	Fetches []FetchSources `json:"recent_fetches"`
@@ -114,6 +117,11 @@ func (a *Agent) status() Status {
 		}
 		for _, p := range proxies {
 			s.LockOwners = append(s.LockOwners, LockOwner{Group: p.Group, Proxy: p.Name})
+		}
+	}
+	if a.lockService != nil {
+		if until := a.lockService.GraceUntil(); !until.IsZero() {
+			s.LockGraceUntil = until.UTC().Format(time.RFC3339Nano)
 		}
 	}
 	if a.node != nil {

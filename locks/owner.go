@@ -130,6 +130,13 @@ func (s *tableServer) beginGrace(d time.Duration, minEpoch uint64, moved func(st
 	return s.table.BeginGrace(now, now.Add(d), minEpoch, moved)
 }
 
+// graceUntil is Table.GraceUntil now.
+func (s *tableServer) graceUntil() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.table.GraceUntil(time.Now())
+}
+
 // raiseEpoch raises the epoch to at least e and returns the epoch now.
 func (s *tableServer) raiseEpoch(e uint64) (uint64, bool) {
 	s.mu.Lock()

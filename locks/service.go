@@ -104,6 +104,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	return s, nil
 }
 
+// GraceUntil returns when this proxy's last failover grace period ends,
+// the zero time when none is running: until then it grants no new lock
+// in the lock space it gained.
+func (s *Service) GraceUntil() time.Time { return s.srv.graceUntil() }
+
 // ServeHTTP serves the lock RPC.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 

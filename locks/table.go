@@ -111,6 +111,18 @@ func (t *Table) InGrace(name string, now time.Time) bool {
 	return false
 }
 
+// GraceUntil returns when the last grace period running at now ends (the
+// zero time when none is).
+func (t *Table) GraceUntil(now time.Time) time.Time {
+	var until time.Time
+	for _, g := range t.grace {
+		if now.Before(g.until) && g.until.After(until) {
+			until = g.until
+		}
+	}
+	return until
+}
+
 // LastToken returns the highest token issued or re-asserted.
 func (t *Table) LastToken() uint64 { return t.last }
 

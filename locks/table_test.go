@@ -264,3 +264,18 @@ func TestTableRaiseEpoch(t *testing.T) {
 		t.Fatalf("token %d not in raised epoch %d", g.Token, e+10)
 	}
 }
+
+func TestTableGraceUntil(t *testing.T) {
+	tb := NewTable()
+	if u := tb.GraceUntil(at(0)); !u.IsZero() {
+		t.Fatalf("GraceUntil with no grace = %v, want zero", u)
+	}
+	tb.BeginGrace(at(0), at(100), 0, nil)
+	tb.BeginGrace(at(10), at(300), 0, func(string) bool { return false })
+	if u := tb.GraceUntil(at(50)); !u.Equal(at(300)) {
+		t.Fatalf("GraceUntil = %v, want the later end %v", u, at(300))
+	}
+	if u := tb.GraceUntil(at(300)); !u.IsZero() {
+		t.Fatalf("GraceUntil after every grace = %v, want zero", u)
+	}
+}

@@ -79,9 +79,13 @@ type Node struct {
 	slots      uploadSlots
 	rx         rateMeter    // swarm bytes received
 	pending    atomic.Int64 // swarm bytes asked for, not yet received
-	spread     spread
-	pex        pexBook
-	ids        idCache
+	// dl caches Downlink(DownlinkWindow) for downlinkFull (see downlink).
+	dlMu   sync.Mutex
+	dl     float64
+	dlAt   time.Time
+	spread spread
+	pex    pexBook
+	ids    idCache
 	// copyBufs are the buffers blob responses and swarm chunks are
 	// copied through (copyBuf).
 	copyBufs sync.Pool

@@ -160,13 +160,11 @@ func (f *fleet) startAll(ctx context.Context, progress func(string)) error {
 		if formed {
 			// A new proxy grants no lock for a grace period (it cannot know
 			// what an earlier proxy granted); a fleet in service is past it.
-			progress("fleet formed; waiting out the lock grace period")
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(grace):
+			if grace == 0 {
+				return nil
 			}
-			return nil
+			progress("fleet formed; waiting out the lock grace period")
+			return f.waitGrace(ctx, time.Now().Add(grace+time.Minute))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("fleet did not form in 3m: %s", why)
@@ -176,6 +174,35 @@ func (f *fleet) startAll(ctx context.Context, progress func(string)) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// waitGrace waits until no proxy is in a lock grace period (they began
+// while the fleet formed), or until deadline.
+func (f *fleet) waitGrace(ctx context.Context, deadline time.Time) error {
+	for {
+		var until time.Time
+		for _, n := range f.nodes {
+			st, err := f.status(ctx, n)
+			if err != nil {
+				return fmt.Errorf("lock grace: %s: %w", n.spec.Name, err)
+			}
+			if t, err := time.Parse(time.RFC3339Nano, st.LockGraceUntil); err == nil && t.After(until) {
+				until = t
+			}
+		}
+		wait := time.Until(until)
+		if wait <= 0 {
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("lock grace: still running at %s", until.Format(time.RFC3339))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait + 50*time.Millisecond):
 		}
 	}
 }

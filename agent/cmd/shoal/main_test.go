@@ -46,3 +46,20 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("version: %d %q", code, out.String())
 	}
 }
+
+func TestParseDilation(t *testing.T) {
+	got, err := parseDilation("shoal=8,hedged=2")
+	if err != nil || len(got) != 2 || got["shoal"] != 8 || got["hedged"] != 2 {
+		t.Fatalf("parseDilation = %v, %v", got, err)
+	}
+	for _, bad := range []string{"shoal", "shoal=", "=4", "shoal=x", "shoal=2,"} {
+		if _, err := parseDilation(bad); err == nil || !strings.Contains(err.Error(), "strategy=N") {
+			t.Errorf("parseDilation(%q) error %v, want a usage message", bad, err)
+		}
+	}
+	// Out-of-range and unknown strategies are the scenario's checks.
+	var out, errb bytes.Buffer
+	if code := run([]string{"sim", "run", "--time-dilation", "shoal=0", "../../../sim/scenarios/fleet-100.yaml"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "want 1..64") {
+		t.Errorf("--time-dilation shoal=0: exit %d, stderr %q", code, errb.String())
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,7 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	svgOut := fs.String("svg", "", "write the completion-time CDF plot as SVG to this file")
 	seed := fs.Uint64("seed", 0, "seed for images and node choices (default: the scenario's)")
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: the scenario's)")
+	dilation := fs.String("time-dilation", "", "comma-separated strategy=N: run that strategy's fleet N times slower than simulated time (overrides the scenario's time_dilation)")
 	dir := fs.String("dir", "", "directory for the agents' data (default: a new directory in /dev/shm, else the temporary directory)")
 	logFile := fs.String("log", "", "write the agents' warnings and errors to this file")
 	traceNode := fs.String("trace-node", "", "log this host's agent (or every agent: all) at debug level to the --log file")
@@ -70,6 +72,13 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *only != "" {
 		sc.Strategies = strings.Split(*only, ",")
+	}
+	if *dilation != "" {
+		if sc.TimeDilation, err = parseDilation(*dilation); err != nil {
+			return err
+		}
+	}
+	if *only != "" || *dilation != "" {
 		if err := sc.Validate(); err != nil {
 			return err
 		}
@@ -163,3 +172,17 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // simGCPercent is the garbage collector's target for simulator runs unless
 // GOGC is set.
 const simGCPercent = 400
+
+// parseDilation reads --time-dilation: strategy=N[,strategy=N...].
+func parseDilation(s string) (map[string]int, error) {
+	out := make(map[string]int)
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || k == "" || err != nil {
+			return nil, fmt.Errorf("--time-dilation %q: want strategy=N[,strategy=N...]", s)
+		}
+		out[k] = n
+	}
+	return out, nil
+}
