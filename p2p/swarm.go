@@ -326,10 +326,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				active++
 			}
 		}
-		// Fresh estimates every 100ms while chunks can be handed out, else
-		// every 500ms (for the hedger's patience): copying them costs a
-		// map lookup per provider.
-		if since := now.Sub(lastScores); scored && (since >= 500*time.Millisecond || since >= 100*time.Millisecond && active < opts.Streams) {
+		if scored && now.Sub(lastScores) >= 100*time.Millisecond {
 			lastScores = now
 			n.swarmEstimates(peers)
 		}

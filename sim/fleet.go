@@ -47,8 +47,9 @@ type fleet struct {
 	cut   map[[2]string]bool // partitioned node pairs (by name, sorted)
 }
 
-// lockGrace is the agents' lock grace period: short, as in a fresh fleet.
-const lockGrace = 6 * time.Second
+// lockGraceMargin is how much the agents' lock grace period exceeds their
+// lease TTL: short, as in a fresh fleet (6 s undilated).
+const lockGraceMargin = 3 * time.Second
 
 // node is one host: its links and, while it runs, its agent.
 type node struct {
@@ -150,7 +151,7 @@ func (f *fleet) startAll(ctx context.Context, progress func(string)) error {
 	if f.strategy == OriginOnly {
 		return nil
 	}
-	grace := f.dilated(lockGrace)
+	grace := f.dilated(3*time.Second) + lockGraceMargin
 	if f.strategy == RandomPeer {
 		grace = 0 // no origin locks to wait for
 	}
@@ -265,8 +266,10 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 	// A fresh fleet: short leases keep a new proxy's grace period short.
 	// Dilated with the links: a lease lasts as long against the transfers
 	// it guards (see Scenario.TimeDilation).
-	cfg.Locks = config.LocksConfig{TTL: config.Duration(f.dilated(3 * time.Second)), MaxTTL: config.Duration(f.dilated(5 * time.Second)),
-		Grace: config.Duration(f.dilated(lockGrace))}
+	// MaxTTL and Grace follow: a proxy's grace must outlast any lease.
+	ttl := f.dilated(3 * time.Second)
+	cfg.Locks = config.LocksConfig{TTL: config.Duration(ttl), MaxTTL: config.Duration(ttl + 2*time.Second),
+		Grace: config.Duration(ttl + lockGraceMargin)}
 	peers := f.strategy != OriginOnly
 	cfg.P2P.Enabled, cfg.Serf.Enabled = peers, peers
 	opts := []agent.Option{agent.WithOriginStore(&hostOrigin{o: f.origin, up: n.up, down: n.down})}
@@ -472,12 +475,13 @@ func (f *fleet) stop(n *node, crash bool) error {
 	}
 }
 
-// close stops every agent and the mock network.
+// close stops every agent and the mock network. The run is over: agents
+// stop as if they crashed, without a hundred leaves flooding the gossip.
 func (f *fleet) close() {
 	var wg sync.WaitGroup
 	for _, n := range f.nodes {
 		wg.Go(func() {
-			if err := f.stop(n, false); err != nil {
+			if err := f.stop(n, true); err != nil {
 				f.log.Warn("stop agent", "node", n.spec.Name, "err", err)
 			}
 		})

@@ -90,12 +90,16 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 	if err != nil {
 		return nil, err
 	}
-	defer f.close()
-	if err := f.seed(ctx); err != nil {
-		return nil, err
-	}
 	say := func(format string, args ...any) {
 		opts.Progress(fmt.Sprintf("[%s] %s", strategy, fmt.Sprintf(format, args...)))
+	}
+	defer func() {
+		t := time.Now()
+		f.close()
+		say("fleet stopped in %.1fs", time.Since(t).Seconds())
+	}()
+	if err := f.seed(ctx); err != nil {
+		return nil, err
 	}
 	say("starting %d agents", len(f.nodes))
 	t0 := time.Now()
