@@ -71,4 +71,11 @@ func TestReportDilation(t *testing.T) {
 	if len(o.Notes) != 0 || len(s.Notes) == 0 || !strings.Contains(s.Notes[0], "time dilated 4×") {
 		t.Errorf("notes %q and %q", o.Notes, s.Notes)
 	}
+	var svg bytes.Buffer
+	if err := rep.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(svg.String(), "time dilated"); n != 1 {
+		t.Errorf("the SVG names a dilation %d times, want once (shoal's)", n)
+	}
 }

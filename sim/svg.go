@@ -69,6 +69,9 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="3"/>`+"\n", left+plotW+12, ly, left+plotW+36, ly, color)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" dominant-baseline="middle">%s</text>`+"\n", left+plotW+42, ly, html.EscapeString(name))
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="#555">p99 %.1fs, origin ×%.1f</text>`+"\n", left+plotW+42, ly+15, s.PullSeconds.P99, s.OriginMultiple)
+		if s.TimeDilation > 1 {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="#555">run with time dilated %d×</text>`+"\n", left+plotW+42, ly+27, s.TimeDilation)
+		}
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
