@@ -97,8 +97,8 @@ func TestLinkClassAdvertises(t *testing.T) {
 	}
 }
 
-// TestNextClassHysteresis: the advertised class moves only when the rate
-// leaves the current class by half a class or more.
+// TestNextClassHysteresis: the advertised class rises at once and falls
+// only when the rate is half a class or more below it.
 func TestNextClassHysteresis(t *testing.T) {
 	pow := func(x float64) float64 { return math.Exp2(x) }
 	for _, tc := range []struct {
@@ -110,10 +110,11 @@ func TestNextClassHysteresis(t *testing.T) {
 		{"first measurement", 0, pow(20.9), 20},
 		{"unknown rate", 21, 1, 0},
 		{"just below the class", 21, pow(20.9), 21},
-		{"just above the class", 21, pow(22.1), 21},
 		{"half a class below", 21, pow(20.4), 20},
-		{"half a class above", 21, pow(22.6), 22},
 		{"far below", 21, pow(17.2), 17},
+		{"within the class", 21, pow(21.7), 21},
+		{"just above the class", 21, pow(22.1), 22},
+		{"far above", 17, pow(20.9), 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := nextClass(tc.cur, tc.rate); got != tc.want {

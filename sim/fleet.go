@@ -47,9 +47,20 @@ type fleet struct {
 	cut   map[[2]string]bool // partitioned node pairs (by name, sorted)
 }
 
-// lockGraceMargin is how much the agents' lock grace period exceeds their
-// lease TTL: short, as in a fresh fleet (6 s undilated).
-const lockGraceMargin = 3 * time.Second
+// The agents' lock leases and grace period: short, as in a fresh fleet, so
+// a new proxy's grace period is short (6 s undilated); dilated with the
+// links, so a lease lasts as long against the transfers it guards. A
+// proxy's grace must outlast any lease.
+const (
+	leaseTTL        = 3 * time.Second
+	lockGraceMargin = 3 * time.Second
+)
+
+// lockTimes returns the agents' lease TTL, longest TTL and grace period.
+func (f *fleet) lockTimes() (ttl, maxTTL, grace time.Duration) {
+	ttl = f.dilated(leaseTTL)
+	return ttl, ttl + 2*time.Second, ttl + lockGraceMargin
+}
 
 // node is one host: its links and, while it runs, its agent.
 type node struct {
@@ -151,7 +162,7 @@ func (f *fleet) startAll(ctx context.Context, progress func(string)) error {
 	if f.strategy == OriginOnly {
 		return nil
 	}
-	grace := f.dilated(3*time.Second) + lockGraceMargin
+	_, _, grace := f.lockTimes()
 	if f.strategy == RandomPeer {
 		grace = 0 // no origin locks to wait for
 	}
@@ -263,13 +274,8 @@ func (f *fleet) start(ctx context.Context, n *node) error {
 	cfg.NodeName, cfg.Group = n.spec.Name, n.spec.Group
 	cfg.Log.Level = "warn"
 	cfg.DrainTimeout = config.Duration(2 * time.Second)
-	// A fresh fleet: short leases keep a new proxy's grace period short.
-	// Dilated with the links: a lease lasts as long against the transfers
-	// it guards (see Scenario.TimeDilation).
-	// MaxTTL and Grace follow: a proxy's grace must outlast any lease.
-	ttl := f.dilated(3 * time.Second)
-	cfg.Locks = config.LocksConfig{TTL: config.Duration(ttl), MaxTTL: config.Duration(ttl + 2*time.Second),
-		Grace: config.Duration(ttl + lockGraceMargin)}
+	ttl, maxTTL, grace := f.lockTimes()
+	cfg.Locks = config.LocksConfig{TTL: config.Duration(ttl), MaxTTL: config.Duration(maxTTL), Grace: config.Duration(grace)}
 	peers := f.strategy != OriginOnly
 	cfg.P2P.Enabled, cfg.Serf.Enabled = peers, peers
 	opts := []agent.Option{agent.WithOriginStore(&hostOrigin{o: f.origin, up: n.up, down: n.down})}

@@ -43,7 +43,7 @@ func (f *fleet) pull(ctx context.Context, n *node, im *GenImage) (res pullResult
 	defer func() { res.Took = time.Since(start) }()
 	var mu sync.Mutex
 	retry := func(what string, step func(base string) (int64, error)) error {
-		pause := 250 * time.Millisecond
+		pause := f.dilated(250 * time.Millisecond) // the client's clock is the simulated one
 		var last error
 		for {
 			if a, ok := n.running(); ok {
@@ -64,7 +64,7 @@ func (f *fleet) pull(ctx context.Context, n *node, im *GenImage) (res pullResult
 				return fmt.Errorf("%s: %w (gave up: %v)", what, last, ctx.Err())
 			case <-time.After(pause):
 			}
-			pause = min(2*pause, retryMax)
+			pause = min(2*pause, f.dilated(retryMax))
 		}
 	}
 	err := retry("manifest", func(base string) (int64, error) {
