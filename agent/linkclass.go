@@ -49,10 +49,9 @@ func downlinkClass(rate float64) int {
 // higher class is taken at once (a host's rate climbs while its probes
 // find faster peers: a fleet that started its rollout with classes stuck
 // low took slow hosts for fast ones and the reverse); a lower one only
-// when the rate is half a class below cur. A link near a power of two
-// measured 20, 21 and 22 in turn, and every change is a serf tag update
-// that every member of the fleet takes in (fleet-100: 20k member updates
-// in 70 s, ~10% of the simulator's CPU).
+// when the rate is half a class below cur: a link near a power of two
+// flapped between two classes, and every change is a serf tag update that
+// every member of the fleet takes in.
 func nextClass(cur int64, rate float64) int64 {
 	c := int64(downlinkClass(rate))
 	if c == 0 || c >= cur {
