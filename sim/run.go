@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,7 +97,7 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 	defer func() {
 		t := time.Now()
 		f.close()
-		say("fleet stopped in %.1fs", time.Since(t).Seconds())
+		say("fleet stopped in %.1fs (%d goroutines left in the process)", time.Since(t).Seconds(), runtime.NumGoroutine())
 	}()
 	if err := f.seed(ctx); err != nil {
 		return nil, err
