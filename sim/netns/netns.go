@@ -81,6 +81,12 @@ type Network struct {
 	hosts    []*Host
 	made     []string // namespaces created, in order
 
+	// stopped ends with Close; it kills every command made by
+	// Host.Command, including one still inside `ip netns exec` before it
+	// joined its namespace, where `ip netns pids` cannot see it.
+	stopped context.Context
+	stop    context.CancelFunc
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -110,6 +116,7 @@ func New(ctx context.Context, cfg Config) (n *Network, err error) {
 	id := hex.EncodeToString(rnd[:])
 	base := fmt.Sprintf("%s-%d-%s", cfg.Prefix, os.Getpid(), id)
 	n = &Network{cfg: cfg, tools: tl, id: id, hub: base + "-hub", rootLink: cfg.Prefix + id}
+	n.stopped, n.stop = context.WithCancel(context.Background())
 	if err := removeStale(ctx, tl, cfg.Prefix); err != nil {
 		return nil, err
 	}
@@ -253,6 +260,7 @@ func (n *Network) RootLink() string { return n.rootLink }
 // more than once; later calls return the first call's result.
 func (n *Network) Close() error {
 	n.closeOnce.Do(func() {
+		n.stop()
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()
 		n.closeErr = n.teardown(ctx)
@@ -292,11 +300,14 @@ func (h *Host) Addr() netip.Addr { return h.addr }
 
 // Command returns a command that runs name with args inside the host's
 // namespace (`ip netns exec`, which execs name, so the process is name
-// itself). ctx kills it, as exec.CommandContext does, and so does the death
-// of the calling process (SIGKILL via Pdeathsig), so an aborted test does
-// not leave it running; Network.Close kills whatever is left in the
-// namespace, and New kills what is left in stale ones.
+// itself). ctx kills it, as exec.CommandContext does, and so do
+// Network.Close and the death of the calling process (SIGKILL via
+// Pdeathsig), so an aborted test does not leave it running. Close also kills
+// whatever else is left in the namespace, and New what is left in stale
+// ones.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(h.net.stopped, cancel)
 	cmd := exec.CommandContext(ctx, h.net.tools.ipPath, append([]string{"netns", "exec", h.ns, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second

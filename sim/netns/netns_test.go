@@ -274,12 +274,32 @@ func TestCloseKillsAndRemoves(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- sleeper.Wait() }()
+	// A command that has not joined its namespace yet (still in `ip netns
+	// exec`, before setns), which `ip netns pids` cannot see: the same
+	// command, run without `ip`, never joins it.
+	early := n.Hosts()[0].Command(context.Background(), "sleep", "60")
+	sleepPath, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	early.Path, early.Args = sleepPath, []string{"sleep", "60"}
+	if err := early.Start(); err != nil {
+		t.Fatal(err)
+	}
+	earlyExited := make(chan error, 1)
+	go func() { earlyExited <- early.Wait() }()
 	closeAndCheck(t, n)
-	select {
-	case err := <-exited:
-		t.Logf("process in host 1 ended at Close: %v", err)
-	case <-time.After(10 * time.Second):
-		sleeper.Process.Kill()
-		t.Fatal("process in host 1 still running 10s after Close")
+	for _, p := range []struct {
+		name   string
+		cmd    *exec.Cmd
+		exited chan error
+	}{{"process in host 1", sleeper, exited}, {"process not yet in host 0", early, earlyExited}} {
+		select {
+		case err := <-p.exited:
+			t.Logf("%s ended at Close: %v", p.name, err)
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			t.Fatalf("%s still running 10s after Close", p.name)
+		}
 	}
 }
