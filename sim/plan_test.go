@@ -1,11 +1,15 @@
 package sim
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseUnits(t *testing.T) {
@@ -47,6 +51,8 @@ func TestScenarioErrors(t *testing.T) {
 		{"negative time", strings.Replace(smallScenario, "at: 0s", "at: -1s", 1), `duration "-1s"`},
 		{"dilation of an unknown strategy", smallScenario + "\ntime_dilation: {fastest: 2}\n", `time_dilation: strategy "fastest"`},
 		{"dilation out of range", smallScenario + "\ntime_dilation: {shoal: 0}\n", "time_dilation: shoal: 0: want 1..64"},
+		{"concurrent unknown strategy", smallScenario + "\nconcurrent: [shoal, fastest]\n", `concurrent: strategy "fastest"`},
+		{"concurrent twice", smallScenario + "\nconcurrent: [shoal, origin-only, shoal]\n", `concurrent: strategy "shoal" listed twice`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := Parse([]byte(c.yaml))
@@ -59,6 +65,23 @@ func TestScenarioErrors(t *testing.T) {
 
 // TestPlanDeterministic: one seed gives one schedule, one set of images and
 // one set of slow hosts; another seed gives others.
+func TestRunOrder(t *testing.T) {
+	for _, c := range []struct {
+		strategies, concurrent []string
+		want                   string
+	}{
+		{[]string{"a", "b", "c"}, nil, "[[a] [b] [c]]"},
+		{[]string{"a", "b", "c"}, []string{"c", "a"}, "[[a c] [b]]"},
+		{[]string{"a", "b"}, []string{"b", "x"}, "[[b] [a]]"}, // x: not run (--strategies)
+		{[]string{"a", "b"}, []string{"a", "b"}, "[[a b]]"},
+	} {
+		sc := Scenario{Strategies: c.strategies, Concurrent: c.concurrent}
+		if got := fmt.Sprint(sc.RunOrder()); got != c.want {
+			t.Errorf("strategies %v, concurrent %v: order %s, want %s", c.strategies, c.concurrent, got, c.want)
+		}
+	}
+}
+
 func TestPlanDeterministic(t *testing.T) {
 	dir := "scenarios"
 	entries, err := os.ReadDir(dir)
@@ -126,5 +149,39 @@ func TestPlanResolvesSelectors(t *testing.T) {
 	}
 	if extra < 1 || extra > 2 || len(got) != len(want)+extra {
 		t.Fatalf("nodes %v: want group g02, g01-n01, proxy:g01, down and two random g01 hosts (deduplicated)", got)
+	}
+}
+
+// TestBarrier: members wait for each other; one that leaves (a fleet that
+// failed) does not hold the others.
+func TestBarrier(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	b := newBarrier(3)
+	m1, m2, m3 := b.member(), b.member(), b.member()
+	done := make(chan error, 2)
+	go func() { done <- m1.await(ctx) }()
+	go func() { done <- m2.await(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("await returned (%v) before the third member arrived or left", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	m3.leave()
+	m3.leave() // leaving twice counts once
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A member that awaits after the barrier opened passes at once.
+	if err := m1.await(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// ctx ends a wait that nobody completes.
+	short, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if err := newBarrier(2).member().await(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("await on an incomplete barrier: %v, want deadline exceeded", err)
 	}
 }

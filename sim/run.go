@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,9 @@ type Options struct {
 	Phase func(strategy string, start bool)
 }
 
-// Run runs every strategy of the plan, one after another, on a fresh fleet.
+// Run runs every strategy of the plan on a fresh fleet, in the scenario's
+// RunOrder: a batch of concurrent strategies at the same time, the others
+// one after another.
 func Run(ctx context.Context, plan *Plan, opts Options) (*Report, error) {
 	if opts.Progress == nil {
 		opts.Progress = func(string) {}
@@ -51,20 +54,93 @@ func Run(ctx context.Context, plan *Plan, opts Options) (*Report, error) {
 		defer os.RemoveAll(d)
 		base = d
 	}
+	runs := map[string]*strategyRun{}
+	for _, batch := range plan.Scenario.RunOrder() {
+		got, err := runBatch(ctx, plan, batch, base, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i, st := range batch {
+			runs[st] = got[i]
+		}
+	}
 	rep := newReport(plan)
 	for _, st := range plan.Scenario.Strategies {
-		dir, err := os.MkdirTemp(base, st+"-")
-		if err != nil {
-			return nil, fmt.Errorf("sim: %w", err)
-		}
-		sr, err := runStrategy(ctx, plan, st, dir, opts)
-		os.RemoveAll(dir)
-		if err != nil {
-			return nil, fmt.Errorf("sim: strategy %s: %w", st, err)
-		}
-		rep.add(st, sr)
+		rep.add(st, runs[st])
 	}
 	return rep, nil
+}
+
+// runBatch runs the strategies of batch at the same time, each on its own
+// fleet; the first error cancels the others. Phase sees the batch as one
+// strategy named a+b, from the first fleet ready to the last one done.
+func runBatch(ctx context.Context, plan *Plan, batch []string, base string, opts Options) ([]*strategyRun, error) {
+	if len(batch) > 1 && opts.Phase != nil {
+		name, phase := strings.Join(batch, "+"), opts.Phase
+		var mu sync.Mutex
+		active := 0
+		opts.Phase = func(_ string, start bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			if start {
+				if active++; active == 1 {
+					phase(name, true)
+				}
+			} else if active--; active == 0 {
+				phase(name, false)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The schedules start together once every fleet is up, and the fleets
+	// stop together once every schedule has ended: one fleet's start-up or
+	// shutdown (CPU-bound bursts) must not slow another's pulls.
+	readyAll, endedAll := newBarrier(len(batch)), newBarrier(len(batch))
+	runs := make([]*strategyRun, len(batch))
+	errs := make([]error, len(batch))
+	var wg sync.WaitGroup
+	for i, st := range batch {
+		wg.Go(func() {
+			ready, ended := readyAll.member(), endedAll.member()
+			// A fleet that failed does not hold the others.
+			defer ready.leave()
+			defer ended.leave()
+			bs := batchSync{ready: ready.await, ended: ended.await}
+			dir, err := os.MkdirTemp(base, st+"-")
+			if err != nil {
+				errs[i] = fmt.Errorf("sim: %w", err)
+				cancel()
+				return
+			}
+			defer os.RemoveAll(dir)
+			if runs[i], err = runStrategy(ctx, plan, st, dir, opts, bs); err != nil {
+				errs[i] = fmt.Errorf("sim: strategy %s: %w", st, err)
+				cancel()
+				return
+			}
+			if len(batch) > 1 {
+				others := slices.DeleteFunc(slices.Clone(batch), func(s string) bool { return s == st })
+				runs[i].notes = append(runs[i].notes, fmt.Sprintf("ran at the same time as %s (scenario's concurrent list): cpu_seconds and sched_latency_seconds cover every fleet then running",
+					strings.Join(others, ", ")))
+			}
+		})
+	}
+	wg.Wait()
+	// A strategy cancelled because another failed only echoes that failure.
+	var causes []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			causes = append(causes, err)
+		}
+	}
+	if err := errors.Join(causes...); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return runs, nil
 }
 
 // runState collects what one strategy's run observed.
@@ -82,7 +158,52 @@ func (s *runState) note(format string, args ...any) {
 	s.notes = append(s.notes, fmt.Sprintf(format, args...))
 }
 
-func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Options) (*strategyRun, error) {
+// batchSync holds a strategy's run in step with the others of its batch:
+// ready returns when the schedule may start, ended when the fleet may stop.
+type batchSync struct {
+	ready, ended func(context.Context) error
+}
+
+// barrier lets n members wait until each has arrived or left.
+type barrier struct {
+	wg  sync.WaitGroup
+	all chan struct{}
+}
+
+func newBarrier(n int) *barrier {
+	b := &barrier{all: make(chan struct{})}
+	b.wg.Add(n)
+	go func() { b.wg.Wait(); close(b.all) }()
+	return b
+}
+
+// barrierMember is one member's handle; it arrives (or leaves) once.
+type barrierMember struct {
+	b      *barrier
+	arrive func()
+}
+
+func (b *barrier) member() barrierMember {
+	return barrierMember{b: b, arrive: sync.OnceFunc(b.wg.Done)}
+}
+
+// await arrives and waits for the others, or for ctx.
+func (m barrierMember) await(ctx context.Context) error {
+	m.arrive()
+	select {
+	case <-m.b.all:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// leave arrives without waiting (no-op after await).
+func (m barrierMember) leave() { m.arrive() }
+
+// runStrategy starts strategy's fleet, waits for bs.ready, runs the
+// schedule, waits for bs.ended and stops the fleet.
+func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Options, bs batchSync) (*strategyRun, error) {
 	sc := plan.Scenario
 	f, err := newFleet(plan, strategy, dir, opts.Log.With("strategy", strategy))
 	if err == nil && opts.TraceNode != "" && opts.Trace != nil {
@@ -108,6 +229,9 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 		return nil, err
 	}
 	say("fleet ready in %.1fs", time.Since(t0).Seconds())
+	if err := bs.ready(ctx); err != nil {
+		return nil, err
+	}
 	if opts.Phase != nil {
 		opts.Phase(strategy, true)
 		defer opts.Phase(strategy, false)
@@ -173,6 +297,9 @@ func runStrategy(ctx context.Context, plan *Plan, strategy, dir string, opts Opt
 			st.note("CPU-starved: goroutines waited %.1f ms for a CPU at the 99th percentile (p50 %.3f ms; %.1f ms of simulated time), the agents used %.0f of the %.0f CPU-seconds this machine had (%.0f in GC); every message between agents was delayed about that much per hop, so times here overstate what a fleet of real hosts would see",
 				1000*lat.P99, 1000*lat.P50, 1000*lat.P99/float64(f.dilate), use.Busy, use.Available, use.GC)
 		}
+	}
+	if err := bs.ended(ctx); err != nil {
+		return nil, err
 	}
 	st.mu.Lock()
 	run.pulls, run.notes = append([]pullResult(nil), st.pulls...), append([]string(nil), st.notes...)

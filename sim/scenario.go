@@ -66,6 +66,34 @@ type Scenario struct {
 	// second. The agents' other timers (gossip, polls, timeouts) are not
 	// dilated: they run N times faster against the simulated clock.
 	TimeDilation map[string]int `yaml:"time_dilation"`
+	// Concurrent names strategies whose fleets run at the same time, before
+	// the others, which run one after another. It suits strategies that
+	// wait on the object store's egress cap and leave the CPU mostly idle;
+	// the report's scheduling latency shows whether they starved each
+	// other.
+	Concurrent []string `yaml:"concurrent"`
+}
+
+// RunOrder is the order in which the strategies run: the listed
+// concurrent ones together first (as one batch), then each other one
+// alone, in the order of Strategies.
+func (s *Scenario) RunOrder() [][]string {
+	var together []string
+	for _, st := range s.Strategies {
+		if slices.Contains(s.Concurrent, st) {
+			together = append(together, st)
+		}
+	}
+	var order [][]string
+	if len(together) > 0 {
+		order = append(order, together)
+	}
+	for _, st := range s.Strategies {
+		if !slices.Contains(together, st) {
+			order = append(order, []string{st})
+		}
+	}
+	return order
 }
 
 // Dilation is the time dilation of strategy's run (1: none).
@@ -219,6 +247,14 @@ func (s *Scenario) Validate() error {
 		}
 		if n < 1 || n > 64 {
 			bad("time_dilation: %s: %d: want 1..64", st, n)
+		}
+	}
+	for i, st := range s.Concurrent {
+		if !slices.Contains(strategies, st) {
+			bad("concurrent: strategy %q: want one of %s", st, strings.Join(strategies, ", "))
+		}
+		if slices.Contains(s.Concurrent[:i], st) {
+			bad("concurrent: strategy %q listed twice", st)
 		}
 	}
 	groups := map[string]bool{}

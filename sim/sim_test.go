@@ -50,6 +50,7 @@ func TestSmallFleet(t *testing.T) {
 	// differs from shoal only in peer choice (p2p tests it; hetero-links
 	// compares it).
 	sc.Strategies = []string{OriginOnly, RandomPeer, Shoal}
+	sc.Concurrent = []string{RandomPeer, OriginOnly}
 	plan, err := NewPlan(sc, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -80,9 +81,15 @@ func TestSmallFleet(t *testing.T) {
 	if !strings.Contains(buf.String(), "origin-only") {
 		t.Error("table lacks the origin-only row")
 	}
+	for st, want := range map[string]string{OriginOnly: "ran at the same time as random-peer", RandomPeer: "ran at the same time as origin-only", Shoal: ""} {
+		notes := strings.Join(rep.Strategies[st].Notes, "\n")
+		if got := strings.Contains(notes, "ran at the same time"); got != (want != "") || !strings.Contains(notes, want) {
+			t.Errorf("%s: notes %q, want one saying %q", st, notes, want)
+		}
+	}
 
 	// The same seed again: the same plan and the same byte counts.
-	sc.Strategies = []string{OriginOnly}
+	sc.Strategies, sc.Concurrent = []string{OriginOnly}, nil
 	again, err := Run(ctx, plan, Options{Dir: t.TempDir(), Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

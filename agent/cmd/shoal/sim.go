@@ -20,9 +20,11 @@ import (
 
 const simUsage = `Usage:
   shoal sim run SCENARIO.yaml [--json OUT] [--svg OUT] [--seed N] [--strategies a,b]
+                             [--sequential] [--time-dilation strategy=N]
 
 Runs a fleet of real agents in this process over simulated links (see
-sim/scenarios/) once per strategy, and prints pull-time percentiles, origin
+sim/scenarios/) once per strategy (the scenario's concurrent strategies at
+the same time, the others one after another), and prints pull-time percentiles, origin
 egress and peer traffic. Scenarios: sim/scenarios/*.yaml. Strategies:
 origin-only, random-peer, hedged (least-used peer, hedged after the recent
 p80; no probes) and shoal.
@@ -44,11 +46,12 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	svgOut := fs.String("svg", "", "write the completion-time CDF plot as SVG to this file")
 	seed := fs.Uint64("seed", 0, "seed for images and node choices (default: the scenario's)")
 	only := fs.String("strategies", "", "comma-separated strategies to run (default: the scenario's)")
+	sequential := fs.Bool("sequential", false, "run every strategy alone (ignore the scenario's concurrent list)")
 	dilation := fs.String("time-dilation", "", "comma-separated strategy=N: run that strategy's fleet N times slower than simulated time (overrides the scenario's time_dilation)")
 	dir := fs.String("dir", "", "directory for the agents' data (default: a new directory in /dev/shm, else the temporary directory)")
 	logFile := fs.String("log", "", "write the agents' warnings and errors to this file")
 	traceNode := fs.String("trace-node", "", "log this host's agent (or every agent: all) at debug level to the --log file")
-	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of each strategy's schedule (after the fleet is up) to this file (FILE.<strategy> when several run)")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of each strategy's schedule (after the fleet is up) to this file (FILE.<strategy> when several run, FILE.<a+b> for concurrent ones)")
 	// Flags may come before or after the scenario file.
 	rest := args[1:]
 	var positional []string
@@ -77,6 +80,9 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if sc.TimeDilation, err = parseDilation(*dilation); err != nil {
 			return err
 		}
+	}
+	if *sequential {
+		sc.Concurrent = nil
 	}
 	if *only != "" || *dilation != "" {
 		if err := sc.Validate(); err != nil {
