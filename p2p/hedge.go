@@ -66,12 +66,16 @@ type latencyWindow struct {
 	d    [hedgeWindow]time.Duration
 	n    int // durations held
 	next int // where the next one goes
+	// after caches hedgeAfter until the next add (0: not computed); the
+	// swarm asks for it on every pass.
+	after time.Duration
 }
 
 func (w *latencyWindow) add(d time.Duration) {
 	w.d[w.next] = d
 	w.next = (w.next + 1) % hedgeWindow
 	w.n = min(w.n+1, hedgeWindow)
+	w.after = 0
 }
 
 // quantile is the nearest-rank q-quantile of the durations held (0 if
@@ -93,7 +97,10 @@ func (w *latencyWindow) hedgeAfter() time.Duration {
 	if w.n < hedgeMinSamples {
 		return hedgeFirst
 	}
-	return max(hedgeFloor, w.quantile(hedgeQuantile))
+	if w.after == 0 {
+		w.after = max(hedgeFloor, w.quantile(hedgeQuantile))
+	}
+	return w.after
 }
 
 // hedgeCost orders holders least used first: by the requests this
@@ -255,6 +262,33 @@ func (h *hedger) next(peers map[peer.ID]*swarmPeer, perPeer int, now time.Time) 
 		}
 	}
 	return -1, nil
+}
+
+// wake returns the earliest time after now, and before limit, at which
+// next could return a request it would not return now: when a running
+// request passes hedgeAfter (or, patient, twice its holder's expected
+// time). Requests past it that found no other holder wait for a change
+// in the holders, which the caller tracks.
+func (h *hedger) wake(peers map[peer.ID]*swarmPeer, now, limit time.Time) time.Time {
+	if h == nil || len(h.running) == 0 {
+		return limit
+	}
+	after := h.lat.hedgeAfter()
+	for c, rs := range h.running {
+		if len(rs) != 1 || h.claimed[c].Load() {
+			continue
+		}
+		t := rs[0].start.Add(after)
+		if sp := peers[rs[0].p]; h.patient && !h.endgame && sp != nil {
+			if p := rs[0].start.Add(2 * sp.est.Time(h.chunkSize)); p.After(t) {
+				t = p
+			}
+		}
+		if t.After(now) && t.Before(limit) {
+			limit = t
+		}
+	}
+	return limit
 }
 
 // chunkBuffer is the io.WriterAt one request of a hedged swarm fills: the

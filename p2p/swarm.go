@@ -89,6 +89,21 @@ func (sp *swarmPeer) refuses(off int64, now time.Time) bool {
 	return ok
 }
 
+// wake returns the earliest time after now, and before limit, at which
+// sp becomes eligible again for some chunk (its busy pause or a refusal
+// ends).
+func (sp *swarmPeer) wake(now, limit time.Time) time.Time {
+	if sp.busyUntil.After(now) && sp.busyUntil.Before(limit) {
+		limit = sp.busyUntil
+	}
+	for _, t := range sp.refused {
+		if t.After(now) && t.Before(limit) {
+			limit = t
+		}
+	}
+	return limit
+}
+
 // refuse notes that sp is sending the chunk at off to another peer: it
 // is not asked for it again for about the time that send takes.
 func (sp *swarmPeer) refuse(off int64, chunkSize int64, now time.Time) {
@@ -123,6 +138,10 @@ const maxSwarmFails = 3
 // headEvery is how often, while request slots are free, a download asks
 // the two providers whose news is oldest what they hold (see maxAsking).
 const headEvery = 100 * time.Millisecond
+
+// quietPass is the longest a swarm goes without a pass over its chunks
+// and holders while nothing happens (see Swarm).
+const quietPass = 100 * time.Millisecond
 
 // maxAsking bounds the availability questions one download has open at
 // once (most wait at the provider for news: HeaderWant).
@@ -311,6 +330,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 			events <- swarmEvent{kind: evChunk, chunk: c, p: sp.ai.ID, got: got, have: news.have, load: news.load, provs: news.peers, err: err, took: time.Since(start)}
 		}()
 	}
+	changed, wakeAt := true, time.Time{} // see pass below
 	lastProgress := time.Now()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
@@ -326,11 +346,18 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 				active++
 			}
 		}
-		if scored && now.Sub(lastScores) >= 100*time.Millisecond {
+		// A pass that hands out chunks and hedges is costly (every chunk
+		// against every holder) and a swarm waits most of the time: after
+		// one, nothing can be handed out until an event arrives or a
+		// holder's pause ends or a request gets slow enough to hedge
+		// (wakeAt). Scores and this host's downlink drift: a pass runs at
+		// least every quietPass.
+		pass := changed || !now.Before(wakeAt)
+		if pass && scored && now.Sub(lastScores) >= 100*time.Millisecond {
 			lastScores = now
 			n.swarmEstimates(peers)
 		}
-		for active < opts.Streams {
+		for pass && active < opts.Streams {
 			c, sp := pickChunk(peers, done, inflight, opts.ChunkSize, size, opts.PerPeer, scored, hedged, now)
 			if sp == nil {
 				break
@@ -346,9 +373,17 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		// Scored, not while this host's own downlink is full: a rival
 		// would only split it (hetero-links: 100 Mbit/s hosts hedged 9%
 		// of their requests and lost ~13% of their link to the losers).
-		for c, sp := hg.next(peers, opts.PerPeer, now); sp != nil && !(scored && n.downlinkFull(now)); c, sp = hg.next(peers, opts.PerPeer, now) {
-			st.Hedges++
-			request(c, sp, now)
+		if pass {
+			for c, sp := hg.next(peers, opts.PerPeer, now); sp != nil && !(scored && n.downlinkFull(now)); c, sp = hg.next(peers, opts.PerPeer, now) {
+				st.Hedges++
+				request(c, sp, now)
+			}
+			changed = false
+			wakeAt = now.Add(quietPass)
+			for _, sp := range peers {
+				wakeAt = sp.wake(now, wakeAt)
+			}
+			wakeAt = hg.wake(peers, now, wakeAt)
 		}
 		// Keep what providers hold fresh: while requests could be added,
 		// every 100ms ask the two whose news is oldest, with at most
@@ -393,6 +428,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		case <-tick.C:
 		case ev := <-events:
 			running--
+			changed = true
 			sp := peers[ev.p]
 			switch ev.kind {
 			case evRefresh:
