@@ -122,11 +122,17 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		if have != nil && !holds(have, off, off+length) {
 			return errNotHeld // the swarm asks elsewhere rather than wait here
 		}
-		if !n.spread.take(d, off) {
+		// A request for the whole blob (a blob of one chunk: a manifest,
+		// a config, a small layer) is not spread: there is no other range
+		// to trade, so spreading would only serve its requesters one at a
+		// time.
+		if length < size && !n.spread.take(d, off) {
 			h.Set(HeaderBusy, BusyRange)
 			return errRangeBusy // it is going out to a peer now: ask it later
 		}
-		defer n.spread.done(d, off)
+		if length < size {
+			defer n.spread.done(d, off)
+		}
 	}
 	if !n.slots.take(r.RemoteAddr) {
 		h.Set(HeaderBusy, BusySlots)

@@ -157,3 +157,58 @@ func TestErrorAnswersKeepTheConnection(t *testing.T) {
 		t.Fatalf("%d connections for 5 requests; want 1 reused", n)
 	}
 }
+
+// TestSpreadSparesWholeBlobs: while a range of a blob is going out to a
+// peer, a swarm request for that range elsewhere is told to ask later
+// (super-seeding), but a request for the whole blob (a blob of one chunk:
+// nothing else to trade) is served.
+func TestSpreadSparesWholeBlobs(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	blob := []byte("0123456789abcdefghij")
+	src := NewMemorySource()
+	d := src.Put(blob)
+	server := startNode(t, testConfig(), src)
+	client := startNode(t, testConfig(), NewMemorySource())
+	if err := client.Connect(ctx, server.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if !server.spread.take(d, 0) {
+		t.Fatal("spread: first take refused")
+	}
+	defer server.spread.done(d, 0)
+	get := func(rng string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostOf(server.ID())+"/blobs/"+d.String(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(HeaderHeldOnly, "1")
+		if rng != "" {
+			req.Header.Set("Range", rng)
+		}
+		resp, err := client.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(body)
+	}
+	if resp, body := get("bytes=0-9"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderBusy) != BusyRange {
+		t.Errorf("range going out elsewhere: %d %s=%q (%s), want 503 %s", resp.StatusCode, HeaderBusy, resp.Header.Get(HeaderBusy), body, BusyRange)
+	}
+	if resp, body := get(""); resp.StatusCode != http.StatusOK || body != string(blob) {
+		t.Errorf("whole blob: %d %q, want 200 and the blob", resp.StatusCode, body)
+	}
+	if resp, body := get("bytes=0-19"); resp.StatusCode != http.StatusPartialContent || body != string(blob) {
+		t.Errorf("range covering the whole blob: %d %q, want 206 and the blob", resp.StatusCode, body)
+	}
+	if resp, body := get("bytes=10-19"); resp.StatusCode != http.StatusPartialContent || body != "abcdefghij" {
+		t.Errorf("another range: %d %q, want 206", resp.StatusCode, body)
+	}
+}
