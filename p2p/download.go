@@ -32,6 +32,10 @@ type DownloadOptions struct {
 	StallTimeout time.Duration
 	// ConnectTimeout bounds connecting to a provider. Default 10s.
 	ConnectTimeout time.Duration
+	// SwarmStall abandons a swarm request that brought no byte for this
+	// long; SwarmGiveUp ends a swarm download when no provider could serve
+	// anything for this long. Defaults (also when zero) 3s and 10s.
+	SwarmStall, SwarmGiveUp time.Duration
 	// Selection is the source selection policy: SelectScored (default,
 	// also when empty)
 	// ranks providers by expected time, sizes each peer's ranges by its
@@ -62,6 +66,8 @@ func DefaultDownloadOptions() DownloadOptions {
 		StreamsPerPeer: 2,
 		StallTimeout:   10 * time.Second,
 		ConnectTimeout: 10 * time.Second,
+		SwarmStall:     defaultSwarmStall,
+		SwarmGiveUp:    defaultSwarmGiveUp,
 		Selection:      SelectScored,
 	}
 }
@@ -70,6 +76,9 @@ func DefaultDownloadOptions() DownloadOptions {
 func (o DownloadOptions) Validate() error {
 	if o.ChunkSize <= 0 || o.MaxRun <= 0 || o.MaxPeers <= 0 || o.StreamsPerPeer <= 0 || o.StallTimeout <= 0 || o.ConnectTimeout <= 0 {
 		return fmt.Errorf("download options must all be positive: %+v", o)
+	}
+	if o.SwarmStall < 0 || o.SwarmGiveUp < 0 {
+		return fmt.Errorf("download options: negative swarm stall %s or give-up %s", o.SwarmStall, o.SwarmGiveUp)
 	}
 	switch o.Selection {
 	case "", SelectScored, SelectRandom, SelectHedged:

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,10 +32,11 @@ type SwarmOptions struct {
 	Refresh      func(ctx context.Context) []peer.AddrInfo
 	RefreshEvery time.Duration
 	// Stall abandons a request that brought no byte for this long.
-	// Default 3s (a holder serves from its disk at once).
+	// Default: the node's Download.SwarmStall, 3s (a holder serves from
+	// its disk at once).
 	Stall time.Duration
 	// GiveUp ends the download when no provider could serve anything for
-	// this long. Default 10s.
+	// this long. Default: the node's Download.SwarmGiveUp, 10s.
 	GiveUp time.Duration
 }
 
@@ -139,6 +141,12 @@ const maxSwarmFails = 3
 // the two providers whose news is oldest what they hold (see maxAsking).
 const headEvery = 100 * time.Millisecond
 
+// Defaults of DownloadOptions.SwarmStall and SwarmGiveUp.
+const (
+	defaultSwarmStall  = 3 * time.Second
+	defaultSwarmGiveUp = 10 * time.Second
+)
+
 // quietPass is the longest a swarm goes without a pass over its chunks
 // and holders while nothing happens (see Swarm).
 const quietPass = 100 * time.Millisecond
@@ -233,10 +241,10 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		opts.RefreshEvery = 3 * time.Second
 	}
 	if opts.Stall <= 0 {
-		opts.Stall = 3 * time.Second
+		opts.Stall = cmp.Or(n.cfg.Download.SwarmStall, defaultSwarmStall)
 	}
 	if opts.GiveUp <= 0 {
-		opts.GiveUp = 10 * time.Second
+		opts.GiveUp = cmp.Or(n.cfg.Download.SwarmGiveUp, defaultSwarmGiveUp)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
