@@ -130,7 +130,7 @@ func (r *Report) add(strategy string, run *strategyRun) {
 	sr.LockWaits.SumSeconds /= dilation
 	if sr.TimeDilation > 1 {
 		n := sr.TimeDilation
-		sr.Notes = append([]string{fmt.Sprintf("time dilated %d×: the fleet ran %d times slower than simulated time (link speeds ÷%d; latencies, the schedule and lock leases ×%d), so its agents had %d times the CPU per simulated second; times are simulated time; the agents' other timers (gossip, polls, timeouts) were not dilated",
+		sr.Notes = append([]string{fmt.Sprintf("time dilated %d×: the fleet ran %d times slower than simulated time (link speeds ÷%d; latencies, the schedule, lock leases and swarm timeouts ×%d), so its agents had %d times the CPU per simulated second; times are simulated time; the agents' other timers (gossip, polls, hedges) were not dilated",
 			n, n, n, n, n)}, sr.Notes...)
 	}
 	if r.ImageBytes > 0 {

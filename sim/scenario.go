@@ -60,11 +60,12 @@ type Scenario struct {
 	Settle Duration `yaml:"settle"`
 	// TimeDilation runs a strategy's fleet N times slower than simulated
 	// time (N ≥ 1, default 1): link speeds are divided by N; latencies, the
-	// schedule and the lock leases are multiplied by N; reported times are
-	// divided by N. A fleet whose agents need more CPU than the machine has
-	// (they all share its cores) so gets N times the CPU per simulated
-	// second. The agents' other timers (gossip, polls, timeouts) are not
-	// dilated: they run N times faster against the simulated clock.
+	// schedule, the lock leases and the swarm's stall and give-up timeouts
+	// are multiplied by N; reported times are divided by N. A fleet whose
+	// agents need more CPU than the machine has (they all share its cores)
+	// so gets N times the CPU per simulated second. The agents' other
+	// timers (gossip, polls, hedges) are not dilated: they run N times
+	// faster against the simulated clock.
 	TimeDilation map[string]int `yaml:"time_dilation"`
 	// Concurrent names strategies whose fleets run at the same time, before
 	// the others, which run one after another. It suits strategies that
