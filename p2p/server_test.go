@@ -15,19 +15,49 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// servingPair starts a node serving blob and a client connected to it.
+func servingPair(t *testing.T, ctx context.Context, blob []byte) (server, client *Node, d digest.Digest) {
+	t.Helper()
+	src := NewMemorySource()
+	d = src.Put(blob)
+	server = startNode(t, testConfig(), src)
+	client = startNode(t, testConfig(), NewMemorySource())
+	if err := client.Connect(ctx, server.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	return server, client, d
+}
+
+// doRequest sends one request from c and returns the response and its
+// whole body (the body is closed).
+func doRequest(t *testing.T, ctx context.Context, c *Node, method, url string, hdr http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
 // TestBlobHTTP checks HEAD, GET and Range semantics over libp2p streams.
 func TestBlobHTTP(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	blob := []byte("0123456789abcdefghij")
-	src := NewMemorySource()
-	d := src.Put(blob)
-	server := startNode(t, testConfig(), src)
-	client := startNode(t, testConfig(), NewMemorySource())
-	if err := client.Connect(ctx, server.Addrs()[0]); err != nil {
-		t.Fatal(err)
-	}
+	server, client, d := servingPair(t, ctx, blob)
 	base := "http://" + hostOf(server.ID())
 	missing := digest.FromString("missing")
 
@@ -65,22 +95,11 @@ func TestBlobHTTP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(ctx, tt.method, base+tt.path, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			hdr := http.Header{}
 			if tt.rng != "" {
-				req.Header.Set("Range", tt.rng)
+				hdr.Set("Range", tt.rng)
 			}
-			resp, err := client.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, body := doRequest(t, ctx, client, tt.method, base+tt.path, hdr)
 			if resp.StatusCode != tt.wantCode {
 				t.Fatalf("status %d, want %d (%s)", resp.StatusCode, tt.wantCode, body)
 			}
@@ -167,37 +186,18 @@ func TestSpreadSparesWholeBlobs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	blob := []byte("0123456789abcdefghij")
-	src := NewMemorySource()
-	d := src.Put(blob)
-	server := startNode(t, testConfig(), src)
-	client := startNode(t, testConfig(), NewMemorySource())
-	if err := client.Connect(ctx, server.Addrs()[0]); err != nil {
-		t.Fatal(err)
-	}
+	server, client, d := servingPair(t, ctx, blob)
 	if !server.spread.take(d, 0) {
 		t.Fatal("spread: first take refused")
 	}
 	defer server.spread.done(d, 0)
 	get := func(rng string) (*http.Response, string) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostOf(server.ID())+"/blobs/"+d.String(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set(HeaderHeldOnly, "1")
+		hdr := http.Header{HeaderHeldOnly: {"1"}}
 		if rng != "" {
-			req.Header.Set("Range", rng)
+			hdr.Set("Range", rng)
 		}
-		resp, err := client.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, string(body)
+		return doRequest(t, ctx, client, http.MethodGet, "http://"+hostOf(server.ID())+"/blobs/"+d.String(), hdr)
 	}
 	if resp, body := get("bytes=0-9"); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderBusy) != BusyRange {
 		t.Errorf("range going out elsewhere: %d %s=%q (%s), want 503 %s", resp.StatusCode, HeaderBusy, resp.Header.Get(HeaderBusy), body, BusyRange)
