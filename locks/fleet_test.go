@@ -181,10 +181,30 @@ func TestClusterElectionAndFailover(t *testing.T) {
 	// ProxyWarmup again, and under the whole suite's -race load 10 s was
 	// seen to be too short once (CI, 2026-11-29); it passes in ~9 s alone.
 	nodes[7] = startSerfNode(t, &mn, victim.name, "g1", 3, []string{nodes[0].transport.Addr()}, nil, nil)
-	waitFor(t, 30*time.Second, "restarted proxy agreed", func() bool {
-		p, ok := agreed(nodes, groups)
-		return ok && p["g1"] == "g1-n3"
-	})
+	start = time.Now()
+	deadline := start.Add(30 * time.Second)
+	for {
+		if p, ok := agreed(nodes, groups); ok && p["g1"] == "g1-n3" {
+			break
+		}
+		if time.Now().After(deadline) {
+			// Say who sees what: the restarted member's status and tags
+			// in each view, and each view's proxy for g1.
+			for _, n := range nodes {
+				p, _ := Proxy(n.cluster.Members(), "g1")
+				var seen string
+				for _, m := range n.cluster.Members() {
+					if m.Name == victim.name {
+						seen = fmt.Sprintf("%s eligible=%v", m.Status, m.ProxyEligible)
+					}
+				}
+				t.Logf("%s: %d members, g1 proxy %s, %s: %s", n.name, len(n.cluster.Members()), p.Name, victim.name, seen)
+			}
+			t.Fatalf("timed out after 30s waiting for the restarted proxy to be agreed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("restarted proxy agreed in %v", time.Since(start))
 }
 
 func TestConfigValidate(t *testing.T) {

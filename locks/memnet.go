@@ -133,9 +133,13 @@ func (t *MemoryTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 }
 
 // WriteToAddress sends a packet; it is dropped silently when the
-// destination is down, cut off or congested.
+// destination is down, cut off or congested, and when this transport is
+// shut down (a crashed host sends nothing, not even its leave).
 func (t *MemoryTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
 	now := time.Now()
+	if t.stopped() {
+		return now, nil
+	}
 	dst, err := t.net.route(t.name, a)
 	if err != nil {
 		return now, nil
@@ -158,6 +162,9 @@ func (t *MemoryTransport) DialTimeout(addr string, timeout time.Duration) (net.C
 
 // DialAddressTimeout opens a stream to a, failing when it is unreachable.
 func (t *MemoryTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if t.stopped() {
+		return nil, fmt.Errorf("dial %s from a shut-down transport: %w", a.Addr, errUnreachable)
+	}
 	dst, err := t.net.route(t.name, a)
 	if err != nil {
 		return nil, err
