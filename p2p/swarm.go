@@ -22,7 +22,9 @@ type SwarmOptions struct {
 	// download chunk size (2 MiB by default): a chunk can be passed on only
 	// once it is whole, so small chunks keep the pipeline short.
 	ChunkSize int64
-	// Streams is how many chunk requests run at once. Default 4.
+	// Streams is how many chunk requests run at once. Default 8 (4 left
+	// fleet-100's hosts at under half their link: 8 took p99 from 9.4–10.4
+	// to 8.7–9.3 s at 8× dilation; hetero-links unchanged).
 	Streams int
 	// PerPeer is how many of them may go to one provider. Default 2.
 	PerPeer int
@@ -232,7 +234,7 @@ func (n *Node) Swarm(ctx context.Context, d digest.Digest, size int64, provs []p
 		opts.ChunkSize = max(n.cfg.Download.ChunkSize/4, 16<<10)
 	}
 	if opts.Streams <= 0 {
-		opts.Streams = 4
+		opts.Streams = 8
 	}
 	if opts.PerPeer <= 0 {
 		opts.PerPeer = 2
