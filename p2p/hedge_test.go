@@ -482,3 +482,56 @@ func TestSwarmHedgedRescuesSlowProvider(t *testing.T) {
 		t.Fatalf("the fast provider sent %d bytes; want the whole blob", st.BytesByPeer[fast.ID()])
 	}
 }
+
+// TestSwarmWake: after a pass, the swarm sleeps until the first moment a
+// pass could do something new: a holder's busy pause or a refusal ends, or
+// a running request becomes old enough to hedge; never past the limit.
+func TestSwarmWake(t *testing.T) {
+	now := time.Unix(1000, 0)
+	limit := now.Add(100 * time.Millisecond)
+	sp := &swarmPeer{}
+	if got := sp.wake(now, limit); !got.Equal(limit) {
+		t.Errorf("idle peer: wake %v, want the limit", got.Sub(now))
+	}
+	sp.busyUntil = now.Add(-time.Millisecond) // over already
+	sp.refused = map[int64]time.Time{0: now.Add(70 * time.Millisecond), 4: now.Add(-5 * time.Millisecond)}
+	if got := sp.wake(now, limit); got.Sub(now) != 70*time.Millisecond {
+		t.Errorf("refusal ending in 70ms: wake %v", got.Sub(now))
+	}
+	sp.busyUntil = now.Add(30 * time.Millisecond)
+	if got := sp.wake(now, limit); got.Sub(now) != 30*time.Millisecond {
+		t.Errorf("busy for 30ms: wake %v", got.Sub(now))
+	}
+
+	var nilHedger *hedger
+	if got := nilHedger.wake(nil, now, limit); !got.Equal(limit) {
+		t.Errorf("no hedger: wake %v, want the limit", got.Sub(now))
+	}
+	h := newHedger(&chunkBuffer{b: make([]byte, 10)}, 3, 4, 10)
+	a := peer.ID("a")
+	peers := map[peer.ID]*swarmPeer{a: {}}
+	// Fewer than hedgeMinSamples durations known: a request is hedged
+	// hedgeFirst after it began.
+	h.begin(t.Context(), 0, a, now.Add(-hedgeFirst+40*time.Millisecond))
+	if got := h.wake(peers, now, limit); got.Sub(now) != 40*time.Millisecond {
+		t.Errorf("request hedgeable in 40ms: wake %v", got.Sub(now))
+	}
+	// A request past the threshold waits for a holder, not for time.
+	h2 := newHedger(&chunkBuffer{b: make([]byte, 10)}, 3, 4, 10)
+	h2.begin(t.Context(), 1, a, now.Add(-2*hedgeFirst))
+	if got := h2.wake(peers, now, limit); !got.Equal(limit) {
+		t.Errorf("request already hedgeable: wake %v, want the limit", got.Sub(now))
+	}
+	// The cached threshold follows new durations.
+	for range hedgeMinSamples {
+		h2.lat.add(200 * time.Millisecond)
+	}
+	if got := h2.lat.hedgeAfter(); got != 200*time.Millisecond {
+		t.Fatalf("hedgeAfter %v, want 200ms", got)
+	}
+	h2.lat.add(time.Second)
+	h2.lat.add(time.Second)
+	if got := h2.lat.hedgeAfter(); got != time.Second {
+		t.Errorf("hedgeAfter after two slow requests %v, want 1s (p80 of 6)", got)
+	}
+}
