@@ -126,11 +126,11 @@ func (n *Node) serveBlob(w http.ResponseWriter, r *http.Request) error {
 		// a config, a small layer) is not spread: there is no other range
 		// to trade, so spreading would only serve its requesters one at a
 		// time.
-		if length < size && !n.spread.take(d, off) {
-			h.Set(HeaderBusy, BusyRange)
-			return errRangeBusy // it is going out to a peer now: ask it later
-		}
 		if length < size {
+			if !n.spread.take(d, off) {
+				h.Set(HeaderBusy, BusyRange)
+				return errRangeBusy // it is going out to a peer now: ask it later
+			}
 			defer n.spread.done(d, off)
 		}
 	}
